@@ -1,0 +1,330 @@
+"""The core API: the only door the front ends use (DESIGN.md section 3).
+
+Every call builds a core command and hands it to the node, which logs it when it is durable
+(declares of durable entities, persistent messages into durable queues, their settles) and applies
+it directly otherwise. Calls answer after the apply; for durable commands that is after the entry
+is on disk. An error reply of the core becomes a ``BrokerError`` carrying the AMQP-style reply
+code, which each front end maps to its own protocol error.
+
+Batch forms: ``publish`` takes many messages in one call (split by the core into logged and
+transient runs, each one command), ``settle`` takes many message ids; deliveries reach a session's
+sink in batches, one call per consumer per apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from broker.core import commands as C
+from broker.core.model import LOCAL_ID_BASE, CoreError
+from broker.node import Node, Pending, SessionSink
+
+# Settle operations, one vocabulary for every front end.
+COMPLETE = C.SETTLE_COMPLETE
+REQUEUE = C.SETTLE_REQUEUE
+DISCARD = C.SETTLE_DISCARD
+MODIFY = C.SETTLE_MODIFY
+
+# Delivery tuple fields, as the core emits them.
+D_ID, D_REDELIVERED, D_COUNT, D_EXCHANGE, D_ROUTING_KEY, D_PROPS, D_BODY = range(7)
+
+Message = tuple[str, dict[str, Any], bytes]  # (routing_key, properties, body)
+
+
+class BrokerError(Exception):
+    """A refused call: ``code`` is the AMQP reply code (403, 404, 405, 406, 530, ...)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDeclared:
+    name: str
+    message_count: int
+    consumer_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    routed: list[int]  # per message: number of queues it reached (0 = unroutable)
+    rejected: list[int]  # positions refused by a queue's reject-publish overflow (nack these)
+
+
+def _check(reply: Any) -> Any:
+    if isinstance(reply, CoreError):
+        raise BrokerError(reply.code, reply.text)
+    return reply
+
+
+class Broker:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def open_session(self, sink: SessionSink) -> int:
+        return self.node.open_session(sink)
+
+    async def close_session(self, session: int) -> None:
+        """Cancel the session's consumers, return its unacked messages, drop its exclusive
+        queues."""
+        try:
+            _check(await self.node.execute(C.cmd_session_down(session)))
+        finally:
+            self.node.forget_session(session)
+
+    async def set_prefetch(self, session: int, prefetch: int) -> None:
+        _check(await self.node.execute(C.cmd_session_prefetch(session, prefetch)))
+
+    # -- topology ------------------------------------------------------------------------------
+
+    async def declare_exchange(
+        self,
+        name: str,
+        type: str = "direct",
+        *,
+        vhost: str = "/",
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+        passive: bool = False,
+    ) -> None:
+        _check(
+            await self.node.execute(
+                C.cmd_declare_exchange(
+                    vhost,
+                    name,
+                    type,
+                    durable=durable,
+                    auto_delete=auto_delete,
+                    internal=internal,
+                    arguments=arguments,
+                    passive=passive,
+                )
+            )
+        )
+
+    async def delete_exchange(
+        self, name: str, *, vhost: str = "/", if_unused: bool = False
+    ) -> None:
+        _check(await self.node.execute(C.cmd_delete_exchange(vhost, name, if_unused=if_unused)))
+
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        vhost: str = "/",
+        session: int | None = None,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+        passive: bool = False,
+    ) -> QueueDeclared:
+        """Declare a queue; an exclusive queue belongs to ``session`` and goes with it."""
+        reply = _check(
+            await self.node.execute(
+                C.cmd_declare_queue(
+                    vhost,
+                    name,
+                    session=session,
+                    durable=durable,
+                    exclusive=exclusive,
+                    auto_delete=auto_delete,
+                    arguments=arguments,
+                    passive=passive,
+                )
+            )
+        )
+        return QueueDeclared(reply[0], reply[1], reply[2])
+
+    async def delete_queue(
+        self,
+        name: str,
+        *,
+        vhost: str = "/",
+        session: int | None = None,
+        if_unused: bool = False,
+        if_empty: bool = False,
+    ) -> int:
+        cmd = C.cmd_delete_queue(
+            vhost, name, session=session, if_unused=if_unused, if_empty=if_empty
+        )
+        count: int = _check(await self.node.execute(cmd))
+        return count
+
+    async def purge_queue(self, name: str, *, vhost: str = "/", session: int | None = None) -> int:
+        count: int = _check(
+            await self.node.execute(C.cmd_purge_queue(vhost, name, session=session))
+        )
+        return count
+
+    async def bind(
+        self,
+        source: str,
+        destination: str,
+        routing_key: str = "",
+        *,
+        vhost: str = "/",
+        session: int | None = None,
+        dest_kind: str = "queue",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        cmd = C.cmd_bind(
+            vhost,
+            source,
+            destination,
+            routing_key,
+            dest_kind=dest_kind,
+            arguments=arguments,
+            session=session,
+        )
+        _check(await self.node.execute(cmd))
+
+    async def unbind(
+        self,
+        source: str,
+        destination: str,
+        routing_key: str = "",
+        *,
+        vhost: str = "/",
+        session: int | None = None,
+        dest_kind: str = "queue",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        cmd = C.cmd_unbind(
+            vhost,
+            source,
+            destination,
+            routing_key,
+            dest_kind=dest_kind,
+            arguments=arguments,
+            session=session,
+        )
+        _check(await self.node.execute(cmd))
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _publish_commands(
+        self, vhost: str, exchange: str, messages: Sequence[Message], mandatory: bool
+    ) -> list[tuple[int, list[Any]]]:
+        flags = 1 if mandatory else 0
+        msgs = [[rk, props, body, flags] for rk, props, body in messages]
+        out: list[tuple[int, list[Any]]] = []
+        offset = 0
+        for _logged, run in self.node.machine.split_publish(vhost, exchange, msgs):
+            out.append((offset, C.cmd_publish(vhost, exchange, run)))
+            offset += len(run)
+        return out
+
+    async def publish(
+        self,
+        exchange: str,
+        messages: Sequence[Message],
+        *,
+        vhost: str = "/",
+        mandatory: bool = False,
+    ) -> PublishResult:
+        """Publish a batch and wait until every message has taken effect (for persistent
+        messages into durable queues: until they are on disk). The answer carries what a
+        publisher confirm or basic.return needs."""
+        pendings: list[tuple[int, Pending]] = []
+        for offset, cmd in self._publish_commands(vhost, exchange, messages, mandatory):
+            pending = Pending()
+            self.node.submit(cmd, pending)
+            pendings.append((offset, pending))
+        routed: list[int] = []
+        rejected: list[int] = []
+        for offset, pending in pendings:
+            reply = _check(await pending.wait())
+            routed.extend(reply[0])
+            rejected.extend(offset + i for i in reply[1])
+        return PublishResult(routed, rejected)
+
+    def publish_nowait(
+        self,
+        exchange: str,
+        messages: Sequence[Message],
+        *,
+        vhost: str = "/",
+        mandatory: bool = False,
+    ) -> list[Pending]:
+        """Publish without waiting (a publisher without confirms). Ordering with the session's
+        other calls is kept by the node's pipeline; the returned ``Pending`` objects resolve to
+        the core's replies when the messages take effect."""
+        out: list[Pending] = []
+        for _offset, cmd in self._publish_commands(vhost, exchange, messages, mandatory):
+            pending = Pending()
+            self.node.submit(cmd, pending)
+            out.append(pending)
+        return out
+
+    async def consume(
+        self,
+        session: int,
+        queue: str,
+        *,
+        tag: str,
+        vhost: str = "/",
+        prefetch: int = 0,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> str:
+        cmd = C.cmd_consume(
+            session,
+            vhost,
+            queue,
+            tag,
+            prefetch=prefetch,
+            no_ack=no_ack,
+            exclusive=exclusive,
+            arguments=arguments,
+        )
+        result: str = _check(await self.node.execute(cmd))
+        return result
+
+    async def cancel(self, session: int, tag: str) -> None:
+        _check(await self.node.execute(C.cmd_cancel(session, tag)))
+
+    async def get(
+        self,
+        session: int,
+        queue: str,
+        *,
+        vhost: str = "/",
+        max_n: int = 1,
+        lease_ms: int = 0,
+        no_ack: bool = False,
+    ) -> tuple[list[Any], int]:
+        reply = _check(
+            await self.node.execute(
+                C.cmd_get(session, vhost, queue, max_n=max_n, lease_ms=lease_ms, no_ack=no_ack)
+            )
+        )
+        return reply[0], reply[1]
+
+    async def settle(
+        self, session: int, ids: Sequence[int], op: int = COMPLETE, *, delay_ms: int = 0
+    ) -> int:
+        """Settle many deliveries at once. Logged and transient ids go in separate commands."""
+        logged = [i for i in ids if i < LOCAL_ID_BASE]
+        local = [i for i in ids if i >= LOCAL_ID_BASE]
+        total = 0
+        for group in (logged, local):
+            if group:
+                cmd = C.cmd_settle(session, op, group, delay_ms)
+                total += _check(await self.node.execute(cmd))
+        return total
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def queue_info(self, name: str, *, vhost: str = "/") -> dict[str, Any] | None:
+        info: dict[str, Any] | None = self.node.machine.queue_info(vhost, name)
+        return info

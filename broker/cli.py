@@ -1,0 +1,176 @@
+"""``polymq`` command line: ``polymq serve`` runs one node; ``polymq --version``.
+
+Startup order matters for "bad input changes nothing": the configuration is validated first, then
+every listener is bound (a port in use stops here, before the data directory is touched), then the
+data directory is recovered (a corrupt one stops here, before anything is written), and only then
+does the node write (the session reset) and serve. Fatal startup errors are one line on stderr,
+``polymq: error: ...``, with exit code 2 for usage/configuration and 1 for everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from broker import __version__, config, logs
+from broker.config import LISTENERS, Config, ConfigError
+from broker.node import Node, RecoveryError
+from storage.log import LogError
+
+log = logging.getLogger("polymq.cli")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+# Listeners this version serves; the others accept their flag and report they are not available.
+AVAILABLE_LISTENERS = ("admin",)
+
+
+class StartupError(Exception):
+    """A fatal startup problem; the message is the one line the user sees."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polymq",
+        description="polymq: a self-hosted message broker (AMQP 0-9-1, MQTT, STOMP, AWS APIs).",
+    )
+    parser.add_argument("--version", action="version", version=f"polymq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run a broker node")
+    serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./data)")
+    serve.add_argument("--host", metavar="ADDR", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--node-id", metavar="NAME", help="node name in logs")
+    for name, (field, default) in LISTENERS.items():
+        serve.add_argument(
+            f"--{name}-port",
+            dest=field,
+            metavar="PORT",
+            help=f"{name} listener port (default {default}; 0 picks a free port; 'off' disables)",
+        )
+    serve.add_argument("--fsync", choices=config.FSYNC_POLICIES, help="log fsync policy")
+    serve.add_argument("--fsync-interval-ms", type=int, metavar="MS")
+    serve.add_argument("--log-level", choices=config.LOG_LEVELS)
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ["data_dir", "host", "node_id", "fsync", "fsync_interval_ms", "log_level"]
+    keys += [field for field, _ in LISTENERS.values()]
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+async def _bind(cfg: Config) -> dict[str, list[trio.SocketListener]]:
+    bound: dict[str, list[trio.SocketListener]] = {}
+    for name, (field, _default) in LISTENERS.items():
+        port = getattr(cfg, field)
+        if port is None:
+            log.info("listener disabled", extra={"listener": name})
+            continue
+        if name not in AVAILABLE_LISTENERS:
+            log.warning(
+                "listener not available in this version",
+                extra={"listener": name, "port": port},
+            )
+            continue
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=cfg.host)
+        except OSError as exc:
+            for ls in bound.values():
+                for listener in ls:
+                    await listener.aclose()
+            reason = (
+                "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or exc)
+            )
+            raise StartupError(
+                f"cannot listen on {name} port {cfg.host}:{port}: {reason}"
+            ) from None
+        bound[name] = listeners
+        actual = listeners[0].socket.getsockname()[1]
+        log.info("listening", extra={"listener": name, "host": cfg.host, "port": actual})
+    return bound
+
+
+async def serve(cfg: Config) -> None:
+    bound = await _bind(cfg)
+    node = Node(cfg)
+    node.listeners = [
+        {"name": name, "host": cfg.host, "port": ls[0].socket.getsockname()[1]}
+        for name, ls in bound.items()
+    ]
+    try:
+        node.recover()
+    except (RecoveryError, LogError) as exc:
+        for ls in bound.values():
+            for listener in ls:
+                await listener.aclose()
+        raise StartupError(str(exc)) from None
+
+    from broker.admin.http import AdminServer
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            if "admin" in bound:
+                nursery.start_soon(AdminServer(node).serve, bound["admin"])
+            log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
+            async for signum in signals:
+                log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                break
+            node.stop()
+            with trio.move_on_after(60):
+                await node.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+def _first_fatal(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_fatal(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, (LogError, OSError)):
+            return exc
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        cfg = config.build(file=args.config, flags=_flags(args))
+    except ConfigError as exc:
+        print(f"polymq: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(cfg.log_level, cfg.node_id)
+    try:
+        trio.run(serve, cfg)
+    except StartupError as exc:
+        print(f"polymq: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except LogError as exc:
+        print(f"polymq: error: storage failure: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BaseExceptionGroup as group:
+        fatal = _first_fatal(group)
+        if fatal is None:
+            raise
+        print(f"polymq: error: storage failure: {fatal}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Node configuration: one frozen ``Config`` built from defaults, a TOML file, ``POLYMQ_*``
+environment variables and command-line flags, in that order of precedence (a flag wins).
+
+Every limit is named with its unit last. An unknown key in the file or an unparsable value is a
+``ConfigError`` whose message names the key and the source; the CLI prints it on one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+FSYNC_POLICIES = ("always", "interval", "never")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# listener name -> (config field, default port)
+LISTENERS: dict[str, tuple[str, int]] = {
+    "amqp": ("amqp_port", 5672),
+    "mqtt": ("mqtt_port", 1883),
+    "stomp": ("stomp_port", 61613),
+    "http": ("http_port", 4566),
+    "admin": ("admin_port", 15672),
+}
+
+
+class ConfigError(Exception):
+    """A configuration value or key that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: str = "./data"
+    host: str = "0.0.0.0"
+    node_id: str = "polymq@localhost"
+    # A port of None means the listener is off; 0 picks a free port.
+    amqp_port: int | None = 5672
+    mqtt_port: int | None = 1883
+    stomp_port: int | None = 61613
+    http_port: int | None = 4566
+    admin_port: int | None = 15672
+    fsync: str = "always"
+    fsync_interval_ms: int = 200
+    log_level: str = "info"
+    segment_bytes_max: int = 64 << 20
+    entry_bytes_max: int = 16 << 20
+    pending_bytes_max: int = 256 << 20
+    snapshot_entries_interval: int = 200_000
+    tick_interval_ms_max: int = 100
+    http_request_bytes_max: int = 64 << 10
+    http_connections_max: int = 256
+
+    def listener_port(self, name: str) -> int | None:
+        field, _ = LISTENERS[name]
+        value: int | None = getattr(self, field)
+        return value
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+_PORT_FIELDS = {field for field, _ in LISTENERS.values()}
+
+
+def _parse_port(key: str, value: Any, source: str) -> int | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("off", "none", "disabled", "false"):
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{key} in {source}: expected a port number or 'off', got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} in {source}: expected a port number or 'off', got {value!r}")
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{key} in {source}: port {value} is out of range 0-65535")
+    return value
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    if key not in _FIELDS:
+        raise ConfigError(f"unknown config key {key!r} in {source}")
+    if key in _PORT_FIELDS:
+        return _parse_port(key, value, source)
+    default = _FIELDS[key].default
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            value = value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(default, int):
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"{key} in {source}: expected an integer, got {value!r}"
+                ) from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} in {source}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key} in {source}: must not be negative, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {source}: expected a string, got {value!r}")
+    if key == "fsync" and value not in FSYNC_POLICIES:
+        choices = ", ".join(FSYNC_POLICIES)
+        raise ConfigError(f"fsync in {source}: expected one of {choices}, got {value!r}")
+    if key == "log_level":
+        value = value.lower()
+        if value not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level in {source}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}"
+            )
+    return value
+
+
+def _apply(values: dict[str, Any], changes: Mapping[str, Any], source: str) -> None:
+    for key, value in changes.items():
+        values[key] = _coerce(key, value, source)
+
+
+def load_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            # [listeners] / [storage] / [limits] tables are accepted as plain groupings.
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith("POLYMQ_"):
+            continue
+        key = name[len("POLYMQ_") :].lower()
+        if key == "config":
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown config key {key!r} in environment variable {name}")
+        out[key] = value
+    return out
+
+
+def build(
+    *,
+    file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults < file < environment < flags."""
+    values: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
+    if file is None:
+        file = env.get("POLYMQ_CONFIG") or None
+    if file is not None:
+        _apply(values, load_file(file), f"config file {file}")
+    _apply(values, from_environ(env), "the environment")
+    if flags:
+        _apply(values, {k: v for k, v in flags.items() if v is not None}, "the command line")
+    return Config(**values)

@@ -1,0 +1,416 @@
+"""One broker node: recovery, the commit pipeline, the apply loop, timers and effects.
+
+Data flow (DESIGN.md section 1):
+
+* A command that ``Machine.needs_log`` says is durable is stamped with the node's clock, encoded
+  and proposed to the commit log (``GroupCommitter`` on a single node; Raft later implements the
+  same ``propose`` / ``wait_commit_beyond`` shape). It is applied after it is durable, in log
+  order, and its caller is answered after the apply.
+* Every other command takes the transient path: applied at once when nothing is waiting in the
+  pipeline, otherwise queued behind the pending durable commands so that the order in which a
+  client's calls were made is the order in which they take effect.
+* Effects (deliveries, server-side cancels) are handed to the session sinks synchronously, in
+  batches, right after the apply that produced them.
+
+Rules of the pipeline:
+
+1. ``_pipeline`` holds, in submission order, every command not yet applied; an entry is
+   ``[index, cmd, pending, time_ms, barrier]`` with ``index == 0`` for a transient command and
+   ``index == UNDECIDED`` for one whose path is not known yet.
+2. Whether a command is durable depends on the state (is the queue durable? does the session hold
+   durable consumers?). It is decided at submission when the state it would be applied to is
+   the current one, or differs only by pending publishes and settles, which never change
+   another command's path. Behind any other pending command (a declare, bind, consume, ...) or
+   an undecided one, a command waits undecided and is decided when it reaches the head.
+3. The head is applied when it is transient or its index is committed; nothing behind the head is
+   applied before it. Log order therefore equals submission order.
+4. ``applied_index`` is the index of the last applied durable entry; a snapshot covers exactly the
+   durable entries up to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from broker.config import Config
+from broker.core import commands as C
+from broker.core.codec import decode_entry, encode_entry
+from broker.core.machine import CoreError, Machine, Meta
+from broker.runtime import Clock, SystemClock
+from storage.commit import GroupCommitter
+from storage.log import LogError, SegmentedLog
+from storage.snapshot import load_latest_snapshot, write_snapshot
+
+log = logging.getLogger("polymq.node")
+
+TERM_SINGLE_NODE = 1
+UNDECIDED = -1
+# Commands that never change which path a later command takes (see rule 2).
+NON_BARRIERS = frozenset((C.PUBLISH, C.SETTLE))
+
+
+class SessionSink(Protocol):
+    """Receives a session's effects. Both calls are synchronous and must not block."""
+
+    def deliver(self, tag: str, queue: str, deliveries: list[Any]) -> None: ...
+
+    def cancelled(self, tag: str) -> None: ...
+
+
+class RecoveryError(Exception):
+    """The data directory cannot be recovered; the message names the cause."""
+
+
+class Pending:
+    """The reply slot of one submitted command; awaitable once, or a callback."""
+
+    __slots__ = ("_event", "callback", "done", "reply")
+
+    def __init__(self, callback: Callable[[Any], None] | None = None) -> None:
+        self.reply: Any = None
+        self.done = False
+        self.callback = callback
+        self._event: trio.Event | None = None
+
+    def resolve(self, reply: Any) -> None:
+        self.reply = reply
+        self.done = True
+        if self._event is not None:
+            self._event.set()
+        if self.callback is not None:
+            self.callback(reply)
+
+    async def wait(self) -> Any:
+        if not self.done:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+        return self.reply
+
+
+class Node:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.machine = Machine()
+        self.sessions: dict[int, SessionSink] = {}
+        self.listeners: list[dict[str, Any]] = []
+        self.applied_index = 0
+        self.snapshot_index = 0
+        self.recovered_entries = 0
+        self._next_session = 1
+        self._pipeline: deque[list[Any]] = deque()
+        self._barriers = 0  # pending entries that may change a later command's path
+        self._proposed_time_ms = 0
+        self._log: SegmentedLog | None = None
+        self._committer: GroupCommitter | None = None
+        self._tick_pending = False
+        self._snapshot_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self._stopping = trio.Event()
+        self._stopped = trio.Event()
+        self.commands_logged = 0
+        self.commands_local = 0
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.config.data_dir, "log")
+
+    @property
+    def snapshot_dir(self) -> str:
+        return os.path.join(self.config.data_dir, "snapshots")
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Open the data directory and rebuild the state: newest snapshot, then the log after it.
+
+        Raises ``RecoveryError`` (or the storage layer's ``LogError``) and changes nothing on
+        disk when the directory is corrupt or unusable.
+        """
+        try:
+            os.makedirs(self.config.data_dir, exist_ok=True)
+        except OSError as exc:
+            raise RecoveryError(
+                f"data directory {self.config.data_dir} cannot be created: {exc.strerror or exc}"
+            ) from None
+        if not os.access(self.config.data_dir, os.W_OK | os.X_OK) or not os.path.isdir(
+            self.config.data_dir
+        ):
+            raise RecoveryError(f"data directory {self.config.data_dir} is not writable")
+        snap = load_latest_snapshot(self.snapshot_dir) if os.path.isdir(self.snapshot_dir) else None
+        log_store = SegmentedLog.open(
+            self.log_dir,
+            segment_bytes_max=self.config.segment_bytes_max,
+            payload_bytes_max=self.config.entry_bytes_max,
+        )
+        try:
+            start = 1
+            if snap is not None:
+                try:
+                    self.machine = Machine.restore(snap.data)
+                except Exception as exc:
+                    raise RecoveryError(
+                        f"snapshot at index {snap.index} in {self.snapshot_dir} cannot be restored:"
+                        f" {exc}"
+                    ) from None
+                self.snapshot_index = snap.index
+                self.applied_index = snap.index
+                start = snap.index + 1
+            if log_store.last_index >= start and log_store.first_index > start:
+                raise RecoveryError(
+                    f"log in {self.log_dir} starts at index {log_store.first_index} but the"
+                    f" newest snapshot ends at index {start - 1}: entries are missing"
+                )
+            index = max(start, log_store.first_index)
+            last = log_store.last_index
+            while index <= last:
+                batch = log_store.entries(index, last + 1, bytes_max=8 << 20)
+                for term, data in batch:
+                    time_ms, cmd = decode_entry(data)
+                    self.machine.apply(Meta(index, term, time_ms), cmd)
+                    self.applied_index = index
+                    index += 1
+                self.recovered_entries += len(batch)
+        except BaseException:
+            log_store.close()
+            raise
+        self._log = log_store
+        self._committer = GroupCommitter(
+            log_store,
+            fsync=self.config.fsync,  # type: ignore[arg-type]
+            fsync_interval_ms=self.config.fsync_interval_ms,
+            pending_bytes_max=self.config.pending_bytes_max,
+            term=TERM_SINGLE_NODE,
+        )
+        log.info(
+            "recovered",
+            extra={
+                "data_dir": self.config.data_dir,
+                "snapshot_index": self.snapshot_index,
+                "replayed_entries": self.recovered_entries,
+                "last_index": log_store.last_index,
+            },
+        )
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._committer is None:
+            self.recover()
+        committer = self._committer
+        assert committer is not None and self._log is not None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(committer.run)
+                nursery.start_soon(self._apply_loop)
+                nursery.start_soon(self._tick_loop)
+                # No session survives a restart: their unacked messages go back to the queues.
+                await self.execute(C.cmd_sessions_reset())
+                task_status.started(self)
+                await self._stopping.wait()
+                with trio.move_on_after(30):
+                    await committer.flush()
+                    await self._drain()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._log.close()
+            self._stopped.set()
+            log.info("stopped", extra={"applied_index": self.applied_index})
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _drain(self) -> None:
+        assert self._committer is not None
+        while self._pipeline:
+            await self._committer.wait_commit_beyond(self.applied_index)
+            self._apply_ready(self._committer.commit_index)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def open_session(self, sink: SessionSink) -> int:
+        session = self._next_session
+        self._next_session += 1
+        self.sessions[session] = sink
+        return session
+
+    def forget_session(self, session: int) -> None:
+        self.sessions.pop(session, None)
+
+    # -- submitting commands -------------------------------------------------------------------
+
+    def submit(self, cmd: list[Any], pending: Pending | None = None) -> Any:
+        """Apply or propose ``cmd``. Returns the reply when it was applied at once; otherwise
+        ``pending`` (if given) is resolved later and ``None`` is returned."""
+        barrier = cmd[0] not in NON_BARRIERS
+        if self._barriers:
+            self._pipeline.append([UNDECIDED, cmd, pending, 0, 1])
+            self._barriers += 1
+            return None
+        if self.machine.needs_log(cmd):
+            index = self._propose(cmd)
+            self._pipeline.append([index, cmd, pending, self._proposed_time_ms, barrier])
+            self._barriers += barrier
+            return None
+        self.commands_local += 1
+        if self._pipeline:
+            self._pipeline.append([0, cmd, pending, 0, barrier])
+            self._barriers += barrier
+            return None
+        reply = self._apply(Meta(0, 0, self.clock.now_ms()), cmd)
+        if pending is not None:
+            pending.resolve(reply)
+        return reply
+
+    def _propose(self, cmd: list[Any]) -> int:
+        assert self._committer is not None
+        time_ms = self.clock.now_ms()
+        self._proposed_time_ms = time_ms
+        self.commands_logged += 1
+        return self._committer.propose(encode_entry(time_ms, cmd))
+
+    async def execute(self, cmd: list[Any]) -> Any:
+        pending = Pending()
+        self.submit(cmd, pending)
+        return await pending.wait()
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def _apply(self, meta: Meta, cmd: list[Any]) -> Any:
+        reply, effects = self.machine.apply(meta, cmd)
+        if effects:
+            self._run_effects(effects)
+        return reply
+
+    def _run_effects(self, effects: list[Any]) -> None:
+        sessions = self.sessions
+        for effect in effects:
+            kind = effect[0]
+            sink = sessions.get(effect[1])
+            if sink is None:
+                # The session went away; its SESSION_DOWN returns these messages to the queue.
+                continue
+            if kind == "deliver":
+                sink.deliver(effect[2], effect[3], effect[4])
+            elif kind == "cancelled":
+                sink.cancelled(effect[2])
+
+    def _apply_ready(self, commit_index: int) -> None:
+        pipeline = self._pipeline
+        while pipeline:
+            head = pipeline[0]
+            index = head[0]
+            if index == UNDECIDED:
+                # Every entry before it has been applied: decide against the current state.
+                if self.machine.needs_log(head[1]):
+                    head[0] = self._propose(head[1])
+                    head[3] = self._proposed_time_ms
+                    break
+                head[0] = index = 0
+                self.commands_local += 1
+            if index:
+                if index > commit_index:
+                    break
+                meta = Meta(index, TERM_SINGLE_NODE, head[3])
+                self.applied_index = index
+            else:
+                meta = Meta(0, 0, self.clock.now_ms())
+            pipeline.popleft()
+            self._barriers -= head[4]
+            reply = self._apply(meta, head[1])
+            pending = head[2]
+            if pending is not None:
+                pending.resolve(reply)
+
+    async def _apply_loop(self) -> None:
+        committer = self._committer
+        assert committer is not None
+        seen = self.applied_index
+        while True:
+            seen = await committer.wait_commit_beyond(seen)
+            self._apply_ready(seen)
+            if (
+                self.applied_index - self.snapshot_index >= self.config.snapshot_entries_interval
+                and not self._snapshot_lock.locked()
+                and self._nursery is not None
+            ):
+                self._nursery.start_soon(self._take_snapshot)
+
+    async def _take_snapshot(self) -> None:
+        """Write the durable state at ``applied_index`` and drop the log segments it covers."""
+        async with self._snapshot_lock:
+            await self._write_snapshot()
+
+    async def _write_snapshot(self) -> None:
+        try:
+            index = self.applied_index
+            data = self.machine.snapshot()
+            await trio.to_thread.run_sync(
+                write_snapshot, self.snapshot_dir, index, TERM_SINGLE_NODE, data
+            )
+            assert self._committer is not None
+            await self._committer.compact_prefix(index)
+            self.snapshot_index = index
+            log.info("snapshot written", extra={"index": index, "bytes": len(data)})
+        except (OSError, LogError) as exc:
+            log.error("snapshot failed", extra={"error": str(exc)})
+
+    async def snapshot_now(self) -> int:
+        """Take a snapshot at the current applied index (management and tests)."""
+        await self._take_snapshot()
+        return self.snapshot_index
+
+    # -- timers --------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        cap_s = self.config.tick_interval_ms_max / 1000.0
+        while True:
+            deadline = self.machine.next_deadline()
+            now = self.clock.now_ms()
+            if deadline is not None and deadline <= now and not self._tick_pending:
+                self._tick_pending = True
+                pending = Pending(self._tick_done)
+                self.submit(C.cmd_tick(), pending)
+                deadline = self.machine.next_deadline()
+            if deadline is None:
+                wait_s = cap_s
+            else:
+                wait_s = min(cap_s, max(0.001, (deadline - now) / 1000.0))
+            await trio.sleep(wait_s)
+
+    def _tick_done(self, reply: Any) -> None:
+        self._tick_pending = False
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "applied_index": self.applied_index,
+            "snapshot_index": self.snapshot_index,
+            "sessions": len(self.sessions),
+            "pipeline": len(self._pipeline),
+            "commands_logged": self.commands_logged,
+            "commands_local": self.commands_local,
+        }
+        if self._committer is not None:
+            stats["commit"] = self._committer.statistics()
+        if self._log is not None:
+            stats["log"] = self._log.statistics()
+        return stats
+
+
+def is_error(reply: Any) -> bool:
+    return isinstance(reply, CoreError)
