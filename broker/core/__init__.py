@@ -1,0 +1,1 @@
+"""The pure broker core: commands, codec, routing and the state machine."""

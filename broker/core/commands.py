@@ -1,0 +1,292 @@
+"""Commands of the broker state machine.
+
+A command is a plain list ``[opcode, field, ...]`` of msgpack-able values. The
+opcodes below are APPEND-ONLY: never renumber or reuse one, only add new ones
+at the end, and bump ``MACHINE_VERSION`` when the meaning of a logged command
+changes. Build commands with the ``cmd_*`` helpers, never by hand.
+
+Field order and replies (``vhost`` is a str, ``session`` an int session id or
+None for administrative callers, ``arguments`` a dict):
+
+==  ================  ===================================================  ===================
+op  name              fields after the opcode                              reply
+==  ================  ===================================================  ===================
+1   DECLARE_EXCHANGE  vhost, name, type, durable, auto_delete, internal,   None
+                      arguments, passive
+2   DELETE_EXCHANGE   vhost, name, if_unused                               None
+3   DECLARE_QUEUE     session, vhost, name, durable, exclusive,            [name, messages,
+                      auto_delete, arguments, passive                      consumers]
+4   DELETE_QUEUE      session, vhost, name, if_unused, if_empty            message count
+5   PURGE_QUEUE       session, vhost, name                                 ready count removed
+6   BIND              session, vhost, source, dest_kind, dest,             None
+                      routing_key, arguments
+7   UNBIND            same as BIND                                         None
+8   PUBLISH           vhost, exchange, msgs                                [routed, rejected]
+9   CONSUME           session, vhost, queue, tag, prefetch, no_ack,        tag
+                      exclusive, arguments
+10  CANCEL            session, tag                                         None
+11  SETTLE            session, op, msg_ids, delay_ms                       number settled
+12  GET               session, vhost, queue, max_n, lease_ms, no_ack       [deliveries, ready]
+13  SESSION_DOWN      session                                              None
+14  SESSION_PREFETCH  session, prefetch                                    None
+15  TICK              (none; the time is the entry's time_ms)              None
+16  SESSIONS_RESET    (none)                                               None
+==  ================  ===================================================  ===================
+
+``msgs`` of PUBLISH is a list of ``[routing_key, props, body, flags]`` (flags bit 0:
+mandatory). ``routed`` is the list of per-message queue counts (0 = unroutable) and
+``rejected`` the positions refused by a reject-publish overflow. A PUBLISH carries at
+most ``PUBLISH_BATCH_MAX`` messages.
+
+``exclusive`` of DECLARE_QUEUE makes ``session`` the owner. ``dest_kind`` is
+``"queue"`` or ``"exchange"``. SETTLE ``op`` is one of ``SETTLE_COMPLETE``,
+``SETTLE_REQUEUE``, ``SETTLE_DISCARD``, ``SETTLE_MODIFY``; ``delay_ms`` only
+matters for MODIFY (0 = ready again now, > 0 = invisible for that long while
+still held by the session, as SQS ChangeMessageVisibility).
+
+A delivery is ``(msg_id, redelivered, delivery_count, exchange, routing_key,
+props, body)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MACHINE_VERSION = 1
+
+DECLARE_EXCHANGE = 1
+DELETE_EXCHANGE = 2
+DECLARE_QUEUE = 3
+DELETE_QUEUE = 4
+PURGE_QUEUE = 5
+BIND = 6
+UNBIND = 7
+PUBLISH = 8
+CONSUME = 9
+CANCEL = 10
+SETTLE = 11
+GET = 12
+SESSION_DOWN = 13
+SESSION_PREFETCH = 14
+TICK = 15
+SESSIONS_RESET = 16
+
+#: Number of fields after the opcode, per opcode.
+ARITY: dict[int, int] = {
+    DECLARE_EXCHANGE: 8,
+    DELETE_EXCHANGE: 3,
+    DECLARE_QUEUE: 8,
+    DELETE_QUEUE: 5,
+    PURGE_QUEUE: 3,
+    BIND: 7,
+    UNBIND: 7,
+    PUBLISH: 3,
+    CONSUME: 8,
+    CANCEL: 2,
+    SETTLE: 4,
+    GET: 6,
+    SESSION_DOWN: 1,
+    SESSION_PREFETCH: 2,
+    TICK: 0,
+    SESSIONS_RESET: 0,
+}
+
+NAMES: dict[int, str] = {
+    DECLARE_EXCHANGE: "DECLARE_EXCHANGE",
+    DELETE_EXCHANGE: "DELETE_EXCHANGE",
+    DECLARE_QUEUE: "DECLARE_QUEUE",
+    DELETE_QUEUE: "DELETE_QUEUE",
+    PURGE_QUEUE: "PURGE_QUEUE",
+    BIND: "BIND",
+    UNBIND: "UNBIND",
+    PUBLISH: "PUBLISH",
+    CONSUME: "CONSUME",
+    CANCEL: "CANCEL",
+    SETTLE: "SETTLE",
+    GET: "GET",
+    SESSION_DOWN: "SESSION_DOWN",
+    SESSION_PREFETCH: "SESSION_PREFETCH",
+    TICK: "TICK",
+    SESSIONS_RESET: "SESSIONS_RESET",
+}
+
+SETTLE_COMPLETE = 0
+SETTLE_REQUEUE = 1
+SETTLE_DISCARD = 2
+SETTLE_MODIFY = 3
+SETTLE_OPS = (SETTLE_COMPLETE, SETTLE_REQUEUE, SETTLE_DISCARD, SETTLE_MODIFY)
+
+FLAG_MANDATORY = 1
+
+#: Message ids of a logged apply are ``index * COPIES_PER_COMMAND_MAX + k``.
+COPIES_PER_COMMAND_MAX = 65536
+#: A PUBLISH carries at most this many messages (so its own copies fit the id range
+#: of one entry when each routes to one queue; further copies of fan-out and
+#: dead-lettering take ids from the overflow range, see machine.py).
+PUBLISH_BATCH_MAX = COPIES_PER_COMMAND_MAX - 1
+
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+
+Command = list[Any]
+Msg = list[Any]
+
+
+def cmd_declare_exchange(
+    vhost: str,
+    name: str,
+    type: str = "direct",
+    *,
+    durable: bool = True,
+    auto_delete: bool = False,
+    internal: bool = False,
+    arguments: dict[str, Any] | None = None,
+    passive: bool = False,
+) -> Command:
+    return [
+        DECLARE_EXCHANGE,
+        vhost,
+        name,
+        type,
+        durable,
+        auto_delete,
+        internal,
+        arguments or {},
+        passive,
+    ]
+
+
+def cmd_delete_exchange(vhost: str, name: str, *, if_unused: bool = False) -> Command:
+    return [DELETE_EXCHANGE, vhost, name, if_unused]
+
+
+def cmd_declare_queue(
+    vhost: str,
+    name: str,
+    *,
+    session: int | None = None,
+    durable: bool = True,
+    exclusive: bool = False,
+    auto_delete: bool = False,
+    arguments: dict[str, Any] | None = None,
+    passive: bool = False,
+) -> Command:
+    return [
+        DECLARE_QUEUE,
+        session,
+        vhost,
+        name,
+        durable,
+        exclusive,
+        auto_delete,
+        arguments or {},
+        passive,
+    ]
+
+
+def cmd_delete_queue(
+    vhost: str,
+    name: str,
+    *,
+    session: int | None = None,
+    if_unused: bool = False,
+    if_empty: bool = False,
+) -> Command:
+    return [DELETE_QUEUE, session, vhost, name, if_unused, if_empty]
+
+
+def cmd_purge_queue(vhost: str, name: str, *, session: int | None = None) -> Command:
+    return [PURGE_QUEUE, session, vhost, name]
+
+
+def cmd_bind(
+    vhost: str,
+    source: str,
+    dest: str,
+    routing_key: str = "",
+    *,
+    dest_kind: str = "queue",
+    arguments: dict[str, Any] | None = None,
+    session: int | None = None,
+) -> Command:
+    return [BIND, session, vhost, source, dest_kind, dest, routing_key, arguments or {}]
+
+
+def cmd_unbind(
+    vhost: str,
+    source: str,
+    dest: str,
+    routing_key: str = "",
+    *,
+    dest_kind: str = "queue",
+    arguments: dict[str, Any] | None = None,
+    session: int | None = None,
+) -> Command:
+    return [UNBIND, session, vhost, source, dest_kind, dest, routing_key, arguments or {}]
+
+
+def msg(
+    routing_key: str,
+    body: bytes,
+    props: dict[str, Any] | None = None,
+    *,
+    mandatory: bool = False,
+) -> Msg:
+    """One message of a PUBLISH batch."""
+    flags = FLAG_MANDATORY if mandatory else 0
+    return [routing_key, props if props is not None else {}, body, flags]
+
+
+def cmd_publish(vhost: str, exchange: str, msgs: list[Msg]) -> Command:
+    if len(msgs) > PUBLISH_BATCH_MAX:
+        raise ValueError(f"a PUBLISH carries at most {PUBLISH_BATCH_MAX} messages")
+    return [PUBLISH, vhost, exchange, msgs]
+
+
+def cmd_consume(
+    session: int,
+    vhost: str,
+    queue: str,
+    tag: str,
+    *,
+    prefetch: int = 0,
+    no_ack: bool = False,
+    exclusive: bool = False,
+    arguments: dict[str, Any] | None = None,
+) -> Command:
+    return [CONSUME, session, vhost, queue, tag, prefetch, no_ack, exclusive, arguments or {}]
+
+
+def cmd_cancel(session: int, tag: str) -> Command:
+    return [CANCEL, session, tag]
+
+
+def cmd_settle(session: int, op: int, msg_ids: list[int], delay_ms: int = 0) -> Command:
+    return [SETTLE, session, op, msg_ids, delay_ms]
+
+
+def cmd_get(
+    session: int,
+    vhost: str,
+    queue: str,
+    *,
+    max_n: int = 1,
+    lease_ms: int = 0,
+    no_ack: bool = False,
+) -> Command:
+    return [GET, session, vhost, queue, max_n, lease_ms, no_ack]
+
+
+def cmd_session_down(session: int) -> Command:
+    return [SESSION_DOWN, session]
+
+
+def cmd_session_prefetch(session: int, prefetch: int) -> Command:
+    return [SESSION_PREFETCH, session, prefetch]
+
+
+def cmd_tick() -> Command:
+    return [TICK]
+
+
+def cmd_sessions_reset() -> Command:
+    return [SESSIONS_RESET]

@@ -1,0 +1,1519 @@
+"""The broker state machine: ``Machine.apply(meta, command) -> (reply, effects)``.
+
+Rules:
+
+1. Pure and deterministic. Time comes only from ``meta.time_ms``; the machine keeps
+   ``now = max(now, meta.time_ms)``. Replaying the same commands with the same metas
+   gives the same replies, effects and ``snapshot()`` bytes.
+2. Client errors are replies (``CoreError``), never exceptions, and a command that
+   fails changes nothing (checks first, then changes).
+3. Logged state derives only from logged state. A message copy is *logged* when it is
+   created by a logged apply (``meta.index > 0``) in a durable, non-exclusive queue from
+   logged input (a published message, or the dead-lettering of a logged copy). Logged
+   copies take ids ``index * COPIES_PER_COMMAND_MAX + k`` (past that, the logged overflow
+   range) and are routed over durable bindings only, so a replica without the leader's
+   transient entities assigns the same ids to the same durable copies. Every other copy
+   takes a local id ``LOCAL_ID_BASE + n``.
+4. Queue order is the per-queue enqueue sequence, not the id: a returned message goes
+   back to its original place, before never-delivered messages of its priority.
+5. Deliveries happen at the end of every command that may make one possible; each
+   consumer gets at most one ``deliver`` effect per apply, with its deliveries in order.
+6. Timers (message TTL at queue heads, leases and delayed returns, x-expires) are heap
+   entries ``(time, kind, key, n, obj)`` invalidated lazily; TICK processes every due
+   item in a canonical order (leases by id, then queues by name), so stale entries
+   never change an outcome.
+
+Effects: ``("deliver", session, tag, queue, [delivery, ...])`` and
+``("cancelled", session, tag)``. A delivery is ``(msg_id, redelivered, delivery_count,
+exchange, routing_key, props, body)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import heappop, heappush
+from typing import Any
+
+from broker.core import commands as C
+from broker.core.model import (
+    ACCESS_REFUSED,
+    COMMAND_INVALID,
+    INTERNAL_ERROR,
+    LOCAL_ID_BASE,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    OVERFLOW_ID_BASE,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+    CoreError,
+    Meta,
+)
+from broker.core.queue import Consumer, Message, Queue, Session
+from broker.core.routing import DEFAULT, Binding, Exchange, binding_key, freeze
+from broker.core.snapshot import dump_snapshot, load_snapshot
+
+__all__ = ["LOCAL_ID_BASE", "CoreError", "Delivery", "Effect", "Machine", "Meta"]
+
+Effect = tuple[Any, ...]
+Delivery = tuple[int, bool, int, str, str, dict[str, Any], bytes]
+
+COPIES = C.COPIES_PER_COMMAND_MAX
+ROUTE_CACHE_ENTRIES_MAX = 8192
+
+K_LEASE = 0
+K_TTL = 1
+K_EXPIRES = 2
+
+DEFAULT_EXCHANGES = (
+    ("", DEFAULT),
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+#: Queue arguments compared on redeclare (others are stored and ignored).
+EQUIVALENT_QUEUE_ARGS = (
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-delivery-limit",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-type",
+)
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+MAX_PRIORITY_MAX = 255
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _parse_expiration(v: Any) -> int | None:
+    if isinstance(v, bytes):
+        try:
+            v = v.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(v, str) and v.isdigit() and v.isascii():
+        return int(v)
+    if _is_int(v) and v >= 0:
+        return int(v)
+    return None
+
+
+def _qname(q: Queue) -> str:
+    return q.name
+
+
+class VHost:
+    __slots__ = ("name", "exchanges", "queues", "by_dest", "route_cache")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        #: bindings by destination (kind, name)
+        self.by_dest: dict[tuple[str, str], dict[Binding, None]] = {}
+        self.route_cache: dict[tuple[str, str], tuple[tuple[Queue, ...], tuple[Queue, ...]]] = {}
+        for name_, type_ in DEFAULT_EXCHANGES:
+            self.exchanges[name_] = Exchange(name_, type_, True, False, False, {})
+
+
+class Machine:
+    """Broker state for all vhosts. See the module docstring for the rules."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.vhosts: dict[str, VHost] = {"/": VHost("/")}
+        self.sessions: dict[int, Session] = {}
+        self.local_counter = 0
+        self.overflow_counter = 0
+        self._heap: list[tuple[int, int, Any, int, Any]] = []
+        self._hn = 0
+        # per-apply state
+        self._index = 0
+        self._k = 0
+        self._effects: list[Effect] = []
+        self._out: dict[Consumer, list[Delivery]] = {}
+        self._dirty: dict[Queue, None] = {}
+        self._handlers: dict[int, Callable[[list[Any]], Any]] = {
+            C.DECLARE_EXCHANGE: self._declare_exchange,
+            C.DELETE_EXCHANGE: self._delete_exchange_cmd,
+            C.DECLARE_QUEUE: self._declare_queue,
+            C.DELETE_QUEUE: self._delete_queue_cmd,
+            C.PURGE_QUEUE: self._purge_queue,
+            C.BIND: self._bind,
+            C.UNBIND: self._unbind,
+            C.PUBLISH: self._publish,
+            C.CONSUME: self._consume,
+            C.CANCEL: self._cancel,
+            C.SETTLE: self._settle,
+            C.GET: self._get,
+            C.SESSION_DOWN: self._session_down_cmd,
+            C.SESSION_PREFETCH: self._session_prefetch,
+            C.TICK: self._tick,
+            C.SESSIONS_RESET: self._sessions_reset,
+        }
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, meta: Meta, cmd: list[Any]) -> tuple[Any, list[Effect]]:
+        if meta.time_ms > self.now:
+            self.now = meta.time_ms
+        op = cmd[0] if isinstance(cmd, list) and cmd else None
+        handler = self._handlers.get(op) if type(op) is int else None
+        if handler is None or len(cmd) != C.ARITY[op] + 1:  # type: ignore[index]
+            return CoreError(INTERNAL_ERROR, "INTERNAL_ERROR - malformed command"), []
+        self._index = meta.index
+        self._k = 0
+        effects: list[Effect] = []
+        self._effects = effects
+        self._out = {}
+        reply = handler(cmd)
+        if self._dirty:
+            self._flush()
+        self._out = {}
+        self._effects = []
+        return reply, effects
+
+    # ------------------------------------------------------------------ helpers
+
+    def _vhost(self, name: str) -> VHost | CoreError:
+        vh = self.vhosts.get(name)
+        if vh is None:
+            return CoreError(NOT_ALLOWED, f"NOT_ALLOWED - vhost '{name}' not found")
+        return vh
+
+    @staticmethod
+    def _no_queue(vh: VHost, name: str) -> CoreError:
+        return CoreError(NOT_FOUND, f"NOT_FOUND - no queue '{name}' in vhost '{vh.name}'")
+
+    @staticmethod
+    def _no_exchange(vh: VHost, name: str) -> CoreError:
+        return CoreError(NOT_FOUND, f"NOT_FOUND - no exchange '{name}' in vhost '{vh.name}'")
+
+    @staticmethod
+    def _locked(q: Queue, session: int | None) -> CoreError | None:
+        if q.owner is None or q.owner == session:
+            return None
+        return CoreError(
+            RESOURCE_LOCKED,
+            f"RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q.name}' in "
+            f"vhost '{q.vhost}'. It could be originally declared on another connection or the "
+            "exclusive property value does not match that of the original declaration.",
+        )
+
+    def _session(self, sid: int) -> Session:
+        s = self.sessions.get(sid)
+        if s is None:
+            s = self.sessions[sid] = Session(sid)
+        return s
+
+    def _gc(self, s: Session) -> None:
+        if s.idle() and self.sessions.get(s.id) is s:
+            del self.sessions[s.id]
+
+    def _new_id(self, logged: bool) -> int:
+        if logged:
+            k = self._k
+            if k < COPIES:
+                self._k = k + 1
+                return self._index * COPIES + k
+            n = self.overflow_counter
+            self.overflow_counter = n + 1
+            return OVERFLOW_ID_BASE + n
+        n = self.local_counter
+        self.local_counter = n + 1
+        return LOCAL_ID_BASE + n
+
+    def _push(self, time: int, kind: int, key: Any, obj: Any) -> None:
+        self._hn += 1
+        heappush(self._heap, (time, kind, key, self._hn, obj))
+
+    def _sched_msg_ttl(self, q: Queue, m: Message) -> None:
+        assert m.expires_at is not None
+        t = m.expires_at + 1
+        if q.ttl_sched is None or t < q.ttl_sched:
+            q.ttl_sched = t
+            self._push(t, K_TTL, (q.vhost, q.name), q)
+
+    def _resched_ttl(self, q: Queue) -> None:
+        if not q.n_expiring:
+            return
+        e = q.min_head_expiry()
+        if e is not None:
+            t = e + 1
+            if q.ttl_sched is None or t < q.ttl_sched:
+                q.ttl_sched = t
+                self._push(t, K_TTL, (q.vhost, q.name), q)
+
+    def _sched_expiry(self, q: Queue) -> None:
+        if q.expires is not None and not q.consumers and q.exp_sched is None:
+            t = q.last_used + q.expires
+            q.exp_sched = t
+            self._push(t, K_EXPIRES, (q.vhost, q.name), q)
+
+    def _touch(self, q: Queue) -> None:
+        q.last_used = self.now
+        self._sched_expiry(q)
+
+    # ------------------------------------------------------------------ exchanges
+
+    def _declare_exchange(self, cmd: list[Any]) -> Any:
+        _, vhost, name, type_, durable, auto_delete, internal, arguments, passive = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        x = vh.exchanges.get(name)
+        if passive:
+            return self._no_exchange(vh, name) if x is None else None
+        if name == "":
+            return CoreError(
+                ACCESS_REFUSED, "ACCESS_REFUSED - operation not permitted on the default exchange"
+            )
+        if name.startswith("amq."):
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'",
+            )
+        if type_ not in C.EXCHANGE_TYPES:
+            return CoreError(COMMAND_INVALID, f"COMMAND_INVALID - unknown exchange type '{type_}'")
+        arguments = arguments or {}
+        ae = arguments.get("alternate-exchange")
+        if ae is not None and not isinstance(ae, str):
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - invalid arg 'alternate-exchange' for exchange '{name}' "
+                f"in vhost '{vhost}': expected a string",
+            )
+        if x is not None:
+            for field, new, cur in (
+                ("type", type_, x.type),
+                ("durable", bool(durable), x.durable),
+                ("auto_delete", bool(auto_delete), x.auto_delete),
+                ("internal", bool(internal), x.internal),
+            ):
+                if new != cur:
+                    return CoreError(
+                        PRECONDITION_FAILED,
+                        f"PRECONDITION_FAILED - inequivalent arg '{field}' for exchange '{name}' "
+                        f"in vhost '{vhost}': received '{_fmt(new)}' but current is '{_fmt(cur)}'",
+                    )
+            if freeze(arguments) != freeze(x.arguments):
+                return CoreError(
+                    PRECONDITION_FAILED,
+                    f"PRECONDITION_FAILED - inequivalent arg 'arguments' for exchange '{name}' "
+                    f"in vhost '{vhost}'",
+                )
+            return None
+        vh.exchanges[name] = Exchange(
+            name, type_, bool(durable), bool(auto_delete), bool(internal), dict(arguments)
+        )
+        vh.route_cache.clear()
+        return None
+
+    def _delete_exchange_cmd(self, cmd: list[Any]) -> Any:
+        _, vhost, name, if_unused = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        x = vh.exchanges.get(name)
+        if x is None:
+            return self._no_exchange(vh, name)
+        if name == "" or name.startswith("amq."):
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - operation not permitted on exchange '{name}' in vhost '{vhost}'",
+            )
+        if if_unused and x.bindings:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - exchange '{name}' in vhost '{vhost}' in use",
+            )
+        self._delete_exchange(vh, x)
+        return None
+
+    def _delete_exchange(self, vh: VHost, x: Exchange) -> None:
+        if vh.exchanges.get(x.name) is not x:
+            return
+        del vh.exchanges[x.name]
+        vh.route_cache.clear()
+        for b in list(x.bindings.values()):
+            x.remove_binding(b.key)
+            self._drop_by_dest(vh, b)
+        for b in list(vh.by_dest.pop(("exchange", x.name), {})):
+            self._unlink(vh, b, from_dest=False)
+
+    def _drop_by_dest(self, vh: VHost, b: Binding) -> None:
+        dk = (b.kind, b.dest)
+        group = vh.by_dest.get(dk)
+        if group is not None:
+            group.pop(b, None)
+            if not group:
+                del vh.by_dest[dk]
+
+    def _unlink(self, vh: VHost, b: Binding, *, from_dest: bool = True) -> None:
+        """Remove a binding from its source (and from the destination index)."""
+        src = vh.exchanges.get(b.source)
+        if src is not None:
+            src.remove_binding(b.key)
+        if from_dest:
+            self._drop_by_dest(vh, b)
+        vh.route_cache.clear()
+        if src is not None and src.auto_delete and not src.bindings:
+            self._delete_exchange(vh, src)
+
+    # ------------------------------------------------------------------ queues
+
+    def _queue_settings(self, vhost: str, name: str, args: dict[Any, Any]) -> Any:
+        out: dict[str, Any] = {}
+
+        def bad(k: str, why: str) -> CoreError:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - invalid arg '{k}' for queue '{name}' in vhost "
+                f"'{vhost}': {why}",
+            )
+
+        for k, setting, low in (
+            ("x-message-ttl", "ttl", 0),
+            ("x-expires", "expires", 1),
+            ("x-max-length", "max_len", 0),
+            ("x-max-length-bytes", "max_bytes", 0),
+            ("x-delivery-limit", "delivery_limit", 0),
+            ("x-max-priority", "max_priority", 0),
+        ):
+            if k in args:
+                v = args[k]
+                if not _is_int(v):
+                    return bad(k, f"expected an integer, got {v!r}")
+                if v < low:
+                    return bad(k, f"value must be >= {low}, got {v}")
+                if k == "x-max-priority" and v > MAX_PRIORITY_MAX:
+                    return bad(k, f"value must be <= {MAX_PRIORITY_MAX}, got {v}")
+                out[setting] = v
+        if "x-overflow" in args:
+            v = args["x-overflow"]
+            if v not in OVERFLOW_MODES:
+                return bad("x-overflow", f"expected one of {', '.join(OVERFLOW_MODES)}, got {v!r}")
+            out["overflow"] = v
+        for k, setting in (
+            ("x-dead-letter-exchange", "dlx"),
+            ("x-dead-letter-routing-key", "dlrk"),
+        ):
+            if k in args:
+                v = args[k]
+                if not isinstance(v, str):
+                    return bad(k, f"expected a string, got {v!r}")
+                out[setting] = v
+        if "dlrk" in out and "dlx" not in out:
+            return bad(
+                "x-dead-letter-routing-key",
+                "x-dead-letter-routing-key requires x-dead-letter-exchange",
+            )
+        if "x-queue-type" in args and not isinstance(args["x-queue-type"], str):
+            return bad("x-queue-type", "expected a string")
+        return out
+
+    def _declare_queue(self, cmd: list[Any]) -> Any:
+        _, session, vhost, name, durable, exclusive, auto_delete, arguments, passive = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        q = vh.queues.get(name)
+        if passive:
+            if q is None:
+                return self._no_queue(vh, name)
+            err = self._locked(q, session)
+            if err is not None:
+                return err
+            self._touch(q)
+            return [name, q.ready_count, len(q.consumers)]
+        if not isinstance(name, str) or not name:
+            return CoreError(PRECONDITION_FAILED, "PRECONDITION_FAILED - queue name must be set")
+        if name.startswith("amq.") and not name.startswith("amq.gen-"):
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'",
+            )
+        arguments = arguments or {}
+        if q is not None:
+            err = self._locked(q, session)
+            if err is not None:
+                return err
+            for field, new, cur in (
+                ("durable", bool(durable), q.durable),
+                ("exclusive", bool(exclusive), q.owner is not None),
+                ("auto_delete", bool(auto_delete), q.auto_delete),
+            ):
+                if new != cur:
+                    return CoreError(
+                        PRECONDITION_FAILED,
+                        f"PRECONDITION_FAILED - inequivalent arg '{field}' for queue '{name}' in "
+                        f"vhost '{vhost}': received '{_fmt(new)}' but current is '{_fmt(cur)}'",
+                    )
+            for k in EQUIVALENT_QUEUE_ARGS:
+                nv, cv = arguments.get(k), q.arguments.get(k)
+                if freeze(nv) != freeze(cv):
+                    rn = "none" if nv is None else f"the value '{_fmt(nv)}'"
+                    cn = "none" if cv is None else f"'{_fmt(cv)}'"
+                    return CoreError(
+                        PRECONDITION_FAILED,
+                        f"PRECONDITION_FAILED - inequivalent arg '{k}' for queue '{name}' in "
+                        f"vhost '{vhost}': received {rn} but current is {cn}",
+                    )
+            self._touch(q)
+            return [name, q.ready_count, len(q.consumers)]
+        settings = self._queue_settings(vhost, name, arguments)
+        if isinstance(settings, CoreError):
+            return settings
+        if exclusive and session is None:
+            return CoreError(NOT_ALLOWED, "NOT_ALLOWED - an exclusive queue needs a session")
+        owner = session if exclusive else None
+        q = Queue(
+            vhost,
+            name,
+            bool(durable),
+            owner,
+            bool(auto_delete),
+            dict(arguments),
+            settings,
+            self.now,
+        )
+        vh.queues[name] = q
+        if owner is not None:
+            self._session(owner).owned[(vhost, name)] = None
+        self._sched_expiry(q)
+        return [name, 0, 0]
+
+    def _delete_queue_cmd(self, cmd: list[Any]) -> Any:
+        _, session, vhost, name, if_unused, if_empty = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        q = vh.queues.get(name)
+        if q is None:
+            return self._no_queue(vh, name)
+        err = self._locked(q, session)
+        if err is not None:
+            return err
+        if if_unused and q.consumers:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' in use",
+            )
+        if if_empty and q.ready_count:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' is not empty",
+            )
+        n = q.ready_count
+        self._delete_queue(vh, q)
+        return n
+
+    def _delete_queue(self, vh: VHost, q: Queue) -> None:
+        if vh.queues.get(q.name) is not q:
+            return
+        del vh.queues[q.name]
+        q.deleted = True
+        vh.route_cache.clear()
+        touched: dict[Session, None] = {}
+        effects = self._effects
+        for c in q.consumers:
+            s = c.session
+            if s.consumers.get(c.tag) is c:
+                del s.consumers[c.tag]
+            effects.append(("cancelled", s.id, c.tag))
+            touched[s] = None
+        q.consumers = []
+        q.exclusive_consumer = False
+        for m in q.unacked.values():
+            ms = m.session
+            assert ms is not None
+            del ms.unacked[m.id]
+            ms.gone.add(m.id)
+            if m.consumer is not None:
+                m.consumer.unacked -= 1
+                ms.cunacked -= 1
+            m.session = None
+            m.consumer = None
+            m.lease_at = None
+            touched[ms] = None
+        q.unacked = {}
+        q.unacked_bytes = 0
+        q.clear_ready()
+        if q.owner is not None:
+            owner = self.sessions.get(q.owner)
+            if owner is not None:
+                owner.owned.pop((q.vhost, q.name), None)
+                touched[owner] = None
+        for b in list(vh.by_dest.pop(("queue", q.name), {})):
+            self._unlink(vh, b, from_dest=False)
+        for s in touched:
+            self._gc(s)
+
+    def _purge_queue(self, cmd: list[Any]) -> Any:
+        _, session, vhost, name = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        q = vh.queues.get(name)
+        if q is None:
+            return self._no_queue(vh, name)
+        err = self._locked(q, session)
+        if err is not None:
+            return err
+        return len(q.clear_ready())
+
+    # ------------------------------------------------------------------ bindings
+
+    def _bind_check(self, cmd: list[Any]) -> Any:
+        _, session, vhost, source, kind, dest, rk, arguments = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        if source == "" or (kind == "exchange" and dest == ""):
+            return CoreError(
+                ACCESS_REFUSED, "ACCESS_REFUSED - operation not permitted on the default exchange"
+            )
+        if kind not in ("queue", "exchange"):
+            return CoreError(
+                COMMAND_INVALID, f"COMMAND_INVALID - unknown destination kind '{kind}'"
+            )
+        src = vh.exchanges.get(source)
+        if src is None:
+            return self._no_exchange(vh, source)
+        if kind == "queue":
+            q = vh.queues.get(dest)
+            if q is None:
+                return self._no_queue(vh, dest)
+            err = self._locked(q, session)
+            if err is not None:
+                return err
+            durable = src.durable and q.logged
+        else:
+            dx = vh.exchanges.get(dest)
+            if dx is None:
+                return self._no_exchange(vh, dest)
+            durable = src.durable and dx.durable
+        return vh, src, durable
+
+    def _bind(self, cmd: list[Any]) -> Any:
+        checked = self._bind_check(cmd)
+        if isinstance(checked, CoreError):
+            return checked
+        vh, src, durable = checked
+        _, _, _, source, kind, dest, rk, arguments = cmd
+        b = Binding(source, kind, dest, rk, dict(arguments or {}), durable)
+        if src.add_binding(b):
+            vh.by_dest.setdefault((kind, dest), {})[b] = None
+            vh.route_cache.clear()
+        return None
+
+    def _unbind(self, cmd: list[Any]) -> Any:
+        checked = self._bind_check(cmd)
+        if isinstance(checked, CoreError):
+            return checked
+        vh, src, _ = checked
+        _, _, _, source, kind, dest, rk, arguments = cmd
+        b = src.bindings.get(binding_key(kind, dest, rk, arguments or {}))
+        if b is not None:
+            self._unlink(vh, b)
+        return None
+
+    # ------------------------------------------------------------------ routing
+
+    def _walk(
+        self, vh: VHost, x: Exchange, rk: str, headers: Any, durable_only: bool
+    ) -> tuple[list[Queue], bool]:
+        found: dict[Queue, None] = {}
+        cacheable = True
+        seen = {x.name}
+        todo = [x]
+        queues = vh.queues
+        exchanges = vh.exchanges
+        while todo:
+            ex = todo.pop()
+            if ex.type == DEFAULT:
+                q = queues.get(rk)
+                if q is not None and (q.logged or not durable_only):
+                    found[q] = None
+                continue
+            if ex.type == "headers":
+                cacheable = False
+            matched = False
+            for b in ex.match(rk, headers):
+                if durable_only and not b.durable:
+                    continue
+                matched = True
+                if b.kind == "queue":
+                    found[queues[b.dest]] = None
+                elif b.dest not in seen:
+                    seen.add(b.dest)
+                    todo.append(exchanges[b.dest])
+            ae = ex.alternate
+            if not matched and ae is not None and ae not in seen:
+                ax = exchanges.get(ae)
+                if ax is not None and (ax.durable or not durable_only):
+                    seen.add(ae)
+                    todo.append(ax)
+        return list(found), cacheable
+
+    def _targets(
+        self, vh: VHost, x: Exchange, rk: str, headers: Any
+    ) -> tuple[tuple[Queue, ...], tuple[Queue, ...]]:
+        """(logged targets, other targets) of a message; sorted by queue name."""
+        if x.type == DEFAULT:
+            q = vh.queues.get(rk)
+            if q is None:
+                return (), ()
+            return ((q,), ()) if q.logged else ((), (q,))
+        key = (x.name, rk)
+        hit = vh.route_cache.get(key)
+        if hit is not None:
+            return hit
+        full, cacheable = self._walk(vh, x, rk, headers, False)
+        if not full:
+            res: tuple[tuple[Queue, ...], tuple[Queue, ...]] = ((), ())
+        else:
+            dur, _ = self._walk(vh, x, rk, headers, True)
+            logged = [q for q in dur if q.logged]
+            if len(logged) > 1:
+                logged.sort(key=_qname)
+            ls = set(logged)
+            other = [q for q in full if q not in ls]
+            if len(other) > 1:
+                other.sort(key=_qname)
+            res = (tuple(logged), tuple(other))
+        if cacheable:
+            cache = vh.route_cache
+            if len(cache) >= ROUTE_CACHE_ENTRIES_MAX:
+                cache.clear()
+            cache[key] = res
+        return res
+
+    # ------------------------------------------------------------------ publish
+
+    def _publish(self, cmd: list[Any]) -> Any:
+        _, vhost, exname, msgs = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        x = vh.exchanges.get(exname)
+        if x is None:
+            return self._no_exchange(vh, exname)
+        if x.internal:
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - cannot publish to internal exchange '{exname}' "
+                f"in vhost '{vhost}'",
+            )
+        if len(msgs) > C.PUBLISH_BATCH_MAX:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - a publish carries at most {C.PUBLISH_BATCH_MAX} messages",
+            )
+        routed: list[int] = []
+        rejected: list[int] = []
+        logged_apply = self._index > 0
+        enqueue = self._enqueue
+        append = routed.append
+        if x.type == DEFAULT:
+            queues = vh.queues
+            for pos, m in enumerate(msgs):
+                rk = m[0]
+                q = queues.get(rk)
+                if q is None:
+                    append(0)
+                    continue
+                append(1)
+                if not enqueue(q, "", rk, m[1], m[2], logged_apply and q.logged):
+                    rejected.append(pos)
+            return [routed, rejected]
+        targets = self._targets
+        for pos, m in enumerate(msgs):
+            rk = m[0]
+            props = m[1]
+            lt, ot = targets(vh, x, rk, props.get("headers") if props else None)
+            append(len(lt) + len(ot))
+            ok = True
+            for q in lt:
+                ok = enqueue(q, exname, rk, props, m[2], logged_apply) and ok
+            for q in ot:
+                ok = enqueue(q, exname, rk, props, m[2], False) and ok
+            if not ok:
+                rejected.append(pos)
+        return [routed, rejected]
+
+    def _enqueue(
+        self,
+        q: Queue,
+        exchange: str,
+        rk: str,
+        props: dict[str, Any],
+        body: bytes,
+        logged: bool,
+    ) -> bool:
+        """Add a new copy to ``q``; False when refused by a reject-publish overflow."""
+        ttl = q.ttl
+        if props:
+            exp = props.get("expiration")
+            if exp is not None:
+                e = _parse_expiration(exp)
+                if e is not None and (ttl is None or e < ttl):
+                    ttl = e
+            prio = 0
+            if q.max_priority:
+                p = props.get("priority")
+                if isinstance(p, int) and p > 0:
+                    prio = p if p < q.max_priority else q.max_priority
+        else:
+            prio = 0
+        m = Message(
+            self._new_id(logged),
+            q.next_seq,
+            q,
+            exchange,
+            rk,
+            props,
+            body,
+            prio,
+            None if ttl is None else self.now + ttl,
+        )
+        q.next_seq += 1
+        if q.consumers and not q.ready_count:
+            c = self._pick(q)
+            if c is not None:
+                self._deliver(q, c, m)
+                return True
+        if ttl == 0:
+            self._dead_letter(q, m, "expired")
+            return True
+        max_len = q.max_len
+        max_bytes = q.max_bytes
+        over = False
+        if max_len is not None or max_bytes is not None:
+            over = (max_len is not None and q.ready_count >= max_len) or (
+                max_bytes is not None and q.ready_bytes + m.size > max_bytes
+            )
+            if over and q.overflow != "drop-head":
+                if q.overflow == "reject-publish-dlx":
+                    self._dead_letter(q, m, "maxlen")
+                return False
+        q.push_fresh(m)
+        if m.expires_at is not None:
+            self._sched_msg_ttl(q, m)
+        if over:
+            while q.ready_count and (
+                (max_len is not None and q.ready_count > max_len)
+                or (max_bytes is not None and q.ready_bytes > max_bytes)
+            ):
+                h = q.pop_head()
+                assert h is not None
+                self._dead_letter(q, h, "maxlen")
+            self._resched_ttl(q)
+        if q.consumers:
+            self._dirty[q] = None
+        return True
+
+    # ------------------------------------------------------------------ dead-lettering
+
+    def _death_props(self, q: Queue, m: Message, reason: str) -> dict[str, Any]:
+        props = dict(m.props) if m.props else {}
+        old_headers = props.get("headers")
+        headers: dict[Any, Any] = dict(old_headers) if isinstance(old_headers, dict) else {}
+        old = headers.get("x-death")
+        deaths: list[Any] = list(old) if isinstance(old, list) else []
+        expiration = props.pop("expiration", None)
+        for i, d in enumerate(deaths):
+            if isinstance(d, dict) and d.get("queue") == q.name and d.get("reason") == reason:
+                entry = dict(deaths.pop(i))
+                count = entry.get("count")
+                entry["count"] = (count if isinstance(count, int) else 0) + 1
+                deaths.insert(0, entry)
+                break
+        else:
+            entry = {
+                "count": 1,
+                "reason": reason,
+                "queue": q.name,
+                "time": self.now // 1000,
+                "exchange": m.exchange,
+                "routing-keys": [m.routing_key],
+            }
+            if expiration is not None:
+                entry["original-expiration"] = expiration
+            deaths.insert(0, entry)
+        headers["x-death"] = deaths
+        if "x-first-death-reason" not in headers:
+            headers["x-first-death-queue"] = q.name
+            headers["x-first-death-reason"] = reason
+            headers["x-first-death-exchange"] = m.exchange
+        headers["x-last-death-queue"] = q.name
+        headers["x-last-death-reason"] = reason
+        headers["x-last-death-exchange"] = m.exchange
+        props["headers"] = headers
+        return props
+
+    @staticmethod
+    def _is_cycle(target: str, deaths: list[Any]) -> bool:
+        for d in deaths:
+            if not isinstance(d, dict):
+                continue
+            if d.get("reason") == "rejected":
+                return False
+            if d.get("queue") == target:
+                return True
+        return False
+
+    def _dead_letter(self, q: Queue, m: Message, reason: str) -> None:
+        """Republish ``m`` (already out of ``q``'s ready and unacked sets) to the DLX."""
+        if q.dlx is None:
+            return
+        vh = self.vhosts[q.vhost]
+        x = vh.exchanges.get(q.dlx)
+        if x is None:
+            return
+        rk = q.dlrk if q.dlrk is not None else m.routing_key
+        props = self._death_props(q, m, reason)
+        headers = props["headers"]
+        lt, ot = self._targets(vh, x, rk, headers)
+        logged = self._index > 0 and m.id < LOCAL_ID_BASE
+        deaths = headers["x-death"]
+        check = reason != "rejected"
+        for t in lt:
+            if not (check and self._is_cycle(t.name, deaths)):
+                self._enqueue(t, x.name, rk, props, m.body, logged)
+        for t in ot:
+            if not (check and self._is_cycle(t.name, deaths)):
+                self._enqueue(t, x.name, rk, props, m.body, False)
+
+    # ------------------------------------------------------------------ delivery
+
+    @staticmethod
+    def _has_credit(c: Consumer) -> bool:
+        if c.no_ack:
+            return True
+        if c.prefetch and c.unacked >= c.prefetch:
+            return False
+        s = c.session
+        return not (s.prefetch and s.cunacked >= s.prefetch)
+
+    def _pick(self, q: Queue) -> Consumer | None:
+        has_credit = self._has_credit
+        for c in q.consumers:
+            if has_credit(c):
+                return c
+        return None
+
+    def _deliver(self, q: Queue, c: Consumer, m: Message) -> None:
+        dc = m.delivery_count + 1
+        m.delivery_count = dc
+        out = self._out.get(c)
+        if out is None:
+            out = self._out[c] = []
+            self._effects.append(("deliver", c.session.id, c.tag, q.name, out))
+        out.append((m.id, dc > 1, dc, m.exchange, m.routing_key, m.props, m.body))
+        if not c.no_ack:
+            s = c.session
+            m.session = s
+            m.consumer = c
+            c.unacked += 1
+            s.cunacked += 1
+            s.unacked[m.id] = m
+            q.unacked[m.id] = m
+            q.unacked_bytes += m.size
+        cons = q.consumers
+        if len(cons) > 1:
+            # round robin: move c behind the other consumers of its priority
+            cons.remove(c)
+            i = 0
+            n = len(cons)
+            while i < n and cons[i].priority >= c.priority:
+                i += 1
+            cons.insert(i, c)
+
+    def _dispatch(self, q: Queue) -> None:
+        if not q.ready_count or not q.consumers:
+            return
+        now = self.now
+        pick = self._pick
+        deliver = self._deliver
+        while q.ready_count:
+            c = pick(q)
+            if c is None:
+                break
+            m = q.pop_head()
+            assert m is not None
+            if m.expires_at is not None and m.expires_at < now:
+                self._dead_letter(q, m, "expired")
+                continue
+            deliver(q, c, m)
+        self._resched_ttl(q)
+
+    def _flush(self) -> None:
+        dirty = self._dirty
+        while dirty:
+            q = next(iter(dirty))
+            del dirty[q]
+            if not q.deleted:
+                self._dispatch(q)
+
+    # ------------------------------------------------------------------ consumers
+
+    def _consume(self, cmd: list[Any]) -> Any:
+        _, session, vhost, queue, tag, prefetch, no_ack, exclusive, arguments = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        q = vh.queues.get(queue)
+        if q is None:
+            return self._no_queue(vh, queue)
+        err = self._locked(q, session)
+        if err is not None:
+            return err
+        s = self.sessions.get(session)
+        if s is not None and tag in s.consumers:
+            return CoreError(NOT_ALLOWED, f"NOT_ALLOWED - attempt to reuse consumer tag '{tag}'")
+        if q.exclusive_consumer or (exclusive and q.consumers):
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - queue '{queue}' in vhost '{vhost}' in exclusive use",
+            )
+        arguments = arguments or {}
+        prio = arguments.get("x-priority", 0)
+        if not _is_int(prio):
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - invalid arg 'x-priority' for consumer '{tag}': "
+                f"expected an integer, got {prio!r}",
+            )
+        if not _is_int(prefetch) or prefetch < 0:
+            return CoreError(
+                PRECONDITION_FAILED, f"PRECONDITION_FAILED - invalid prefetch {prefetch!r}"
+            )
+        s = self._session(session)
+        c = Consumer(s, tag, q, prefetch, bool(no_ack), bool(exclusive), prio, dict(arguments))
+        s.consumers[tag] = c
+        cons = q.consumers
+        i = 0
+        while i < len(cons) and cons[i].priority >= prio:
+            i += 1
+        cons.insert(i, c)
+        if exclusive:
+            q.exclusive_consumer = True
+        self._dirty[q] = None
+        return tag
+
+    def _remove_consumer(self, c: Consumer) -> None:
+        s = c.session
+        if s.consumers.get(c.tag) is c:
+            del s.consumers[c.tag]
+        q = c.queue
+        if q.deleted:
+            return
+        q.consumers.remove(c)
+        if c.exclusive:
+            q.exclusive_consumer = False
+        if not q.consumers:
+            q.last_used = self.now
+            if q.auto_delete:
+                self._delete_queue(self.vhosts[q.vhost], q)
+            else:
+                self._sched_expiry(q)
+
+    def _cancel(self, cmd: list[Any]) -> Any:
+        _, session, tag = cmd
+        s = self.sessions.get(session)
+        if s is None:
+            return None
+        c = s.consumers.get(tag)
+        if c is None:
+            return None
+        self._remove_consumer(c)
+        self._gc(s)
+        return None
+
+    # ------------------------------------------------------------------ settle / get
+
+    def _detach(self, s: Session, m: Message) -> Queue:
+        """Take ``m`` out of the unacked sets of its session and queue."""
+        del s.unacked[m.id]
+        q = m.queue
+        del q.unacked[m.id]
+        q.unacked_bytes -= m.size
+        c = m.consumer
+        if c is not None:
+            c.unacked -= 1
+            s.cunacked -= 1
+            if not q.deleted:
+                self._dirty[q] = None
+            m.consumer = None
+        m.session = None
+        m.lease_at = None
+        return q
+
+    def _return(self, q: Queue, m: Message) -> None:
+        """Put a detached message back in ready at its original place."""
+        # As RabbitMQ (and SQS maxReceiveCount): dead-letter once delivered more than the limit.
+        if q.delivery_limit is not None and m.delivery_count > q.delivery_limit:
+            self._dead_letter(q, m, "delivery_limit")
+            return
+        q.push_returned(m)
+        if m.expires_at is not None:
+            self._sched_msg_ttl(q, m)
+        if q.consumers:
+            self._dirty[q] = None
+
+    def _settle(self, cmd: list[Any]) -> Any:
+        _, session, op, ids, delay_ms = cmd
+        if op not in C.SETTLE_OPS:
+            return CoreError(COMMAND_INVALID, f"COMMAND_INVALID - unknown settle op {op!r}")
+        s = self.sessions.get(session)
+        if s is None:
+            if ids:
+                return CoreError(PRECONDITION_FAILED, "PRECONDITION_FAILED - unknown delivery tag")
+            return 0
+        unacked = s.unacked
+        gone = s.gone
+        if len(ids) > 1 and len(set(ids)) != len(ids):
+            return CoreError(PRECONDITION_FAILED, "PRECONDITION_FAILED - unknown delivery tag")
+        for mid in ids:
+            if mid not in unacked and mid not in gone:
+                return CoreError(PRECONDITION_FAILED, "PRECONDITION_FAILED - unknown delivery tag")
+        n = 0
+        had_credit_use = s.prefetch and s.cunacked >= s.prefetch
+        if op == C.SETTLE_COMPLETE:
+            dirty = self._dirty
+            for mid in ids:
+                m = unacked.pop(mid, None)
+                if m is None:
+                    gone.discard(mid)
+                    continue
+                q = m.queue
+                del q.unacked[mid]
+                q.unacked_bytes -= m.size
+                c = m.consumer
+                if c is not None:
+                    c.unacked -= 1
+                    s.cunacked -= 1
+                    dirty[q] = None
+                    m.consumer = None
+                m.session = None
+                m.lease_at = None
+                n += 1
+        else:
+            now = self.now
+            for mid in ids:
+                m = unacked.get(mid)
+                if m is None:
+                    gone.discard(mid)
+                    continue
+                n += 1
+                q = self._detach(s, m)
+                if op == C.SETTLE_REQUEUE:
+                    self._return(q, m)
+                elif op == C.SETTLE_DISCARD:
+                    self._dead_letter(q, m, "rejected")
+                elif delay_ms and delay_ms > 0:
+                    m.session = s
+                    m.lease_at = now + delay_ms
+                    s.unacked[mid] = m
+                    q.unacked[mid] = m
+                    q.unacked_bytes += m.size
+                    self._push(m.lease_at, K_LEASE, mid, m)
+                else:
+                    self._return(q, m)
+        if had_credit_use:
+            for c in s.consumers.values():
+                self._dirty[c.queue] = None
+        self._gc(s)
+        return n
+
+    def _get(self, cmd: list[Any]) -> Any:
+        _, session, vhost, queue, max_n, lease_ms, no_ack = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        q = vh.queues.get(queue)
+        if q is None:
+            return self._no_queue(vh, queue)
+        err = self._locked(q, session)
+        if err is not None:
+            return err
+        self._touch(q)
+        out: list[Delivery] = []
+        now = self.now
+        s = None if no_ack else self._session(session)
+        while len(out) < max_n:
+            m = q.pop_head()
+            if m is None:
+                break
+            if m.expires_at is not None and m.expires_at < now:
+                self._dead_letter(q, m, "expired")
+                continue
+            dc = m.delivery_count + 1
+            m.delivery_count = dc
+            out.append((m.id, dc > 1, dc, m.exchange, m.routing_key, m.props, m.body))
+            if s is not None:
+                m.session = s
+                s.unacked[m.id] = m
+                q.unacked[m.id] = m
+                q.unacked_bytes += m.size
+                if lease_ms and lease_ms > 0:
+                    m.lease_at = now + lease_ms + 1
+                    self._push(m.lease_at, K_LEASE, m.id, m)
+        self._resched_ttl(q)
+        if s is not None:
+            self._gc(s)
+        return [out, q.ready_count]
+
+    # ------------------------------------------------------------------ sessions
+
+    def _session_down(self, sid: int) -> None:
+        s = self.sessions.get(sid)
+        if s is None:
+            return
+        for c in list(s.consumers.values()):
+            self._remove_consumer(c)
+        for mid in sorted(s.unacked):
+            m = s.unacked[mid]
+            q = self._detach(s, m)
+            self._return(q, m)
+        s.gone.clear()
+        s.cunacked = 0
+        for vhost, name in sorted(s.owned):
+            ovh = self.vhosts.get(vhost)
+            oq = ovh.queues.get(name) if ovh is not None else None
+            if ovh is not None and oq is not None and oq.owner == sid:
+                self._delete_queue(ovh, oq)
+        s.owned.clear()
+        if self.sessions.get(sid) is s:
+            del self.sessions[sid]
+
+    def _session_down_cmd(self, cmd: list[Any]) -> Any:
+        self._session_down(cmd[1])
+        return None
+
+    def _session_prefetch(self, cmd: list[Any]) -> Any:
+        _, sid, prefetch = cmd
+        if not _is_int(prefetch) or prefetch < 0:
+            return CoreError(
+                PRECONDITION_FAILED, f"PRECONDITION_FAILED - invalid prefetch {prefetch!r}"
+            )
+        s = self._session(sid)
+        s.prefetch = prefetch
+        for c in s.consumers.values():
+            self._dirty[c.queue] = None
+        self._gc(s)
+        return None
+
+    def _sessions_reset(self, cmd: list[Any]) -> Any:
+        for sid in sorted(self.sessions):
+            self._session_down(sid)
+        return None
+
+    # ------------------------------------------------------------------ timers
+
+    def _pop_due(self, now: int) -> list[tuple[int, int, Any, int, Any]]:
+        heap = self._heap
+        out = []
+        while heap and heap[0][0] <= now:
+            out.append(heappop(heap))
+        return out
+
+    def _tick(self, cmd: list[Any]) -> Any:
+        now = self.now
+        due = self._pop_due(now)
+        leases = sorted({e[2]: e[4] for e in due if e[1] == K_LEASE}.items())
+        for _, m in leases:
+            s = m.session
+            if s is None or m.lease_at is None or m.lease_at > now:
+                continue
+            q = self._detach(s, m)
+            self._return(q, m)
+            self._gc(s)
+        due.extend(self._pop_due(now))
+        ttl_keys = sorted({e[2] for e in due if e[1] == K_TTL})
+        exp_keys = sorted({e[2] for e in due if e[1] == K_EXPIRES})
+        for vhost, name in ttl_keys:
+            tq = self.vhosts[vhost].queues.get(name)
+            if tq is None:
+                continue
+            q = tq
+            if q.ttl_sched is not None and q.ttl_sched <= now:
+                q.ttl_sched = None
+            self._expire_heads(q)
+            self._resched_ttl(q)
+        for vhost, name in exp_keys:
+            vh = self.vhosts[vhost]
+            eq = vh.queues.get(name)
+            if eq is None:
+                continue
+            q = eq
+            if q.exp_sched is not None and q.exp_sched <= now:
+                q.exp_sched = None
+            if q.expires is None or q.consumers:
+                continue
+            if now >= q.last_used + q.expires:
+                self._delete_queue(vh, q)
+            else:
+                self._sched_expiry(q)
+        return None
+
+    def _expire_heads(self, q: Queue) -> None:
+        now = self.now
+        for lv in reversed(q.levels):
+            while True:
+                m = lv.head()
+                if m is None or m.expires_at is None or m.expires_at >= now:
+                    break
+                q.pop_level_head(lv)
+                self._dead_letter(q, m, "expired")
+
+    def _entry_live(self, e: tuple[int, int, Any, int, Any]) -> bool:
+        t, kind, _, _, obj = e
+        if kind == K_LEASE:
+            return bool(obj.session is not None and obj.lease_at == t)
+        if kind == K_TTL:
+            return bool(not obj.deleted and obj.ttl_sched == t)
+        return bool(not obj.deleted and obj.exp_sched == t)
+
+    def next_deadline(self) -> int | None:
+        """Earliest time at which a TICK has something to do, or None."""
+        heap = self._heap
+        while heap and not self._entry_live(heap[0]):
+            heappop(heap)
+        return heap[0][0] if heap else None
+
+    def durable_due(self, now_ms: int) -> bool:
+        """Whether a TICK at ``now_ms`` would change logged state."""
+        heap = self._heap
+        stack = [0]
+        while stack:
+            i = stack.pop()
+            if i >= len(heap) or heap[i][0] > now_ms:
+                continue
+            stack.append(2 * i + 1)
+            stack.append(2 * i + 2)
+            t, kind, _, _, obj = heap[i]
+            if kind == K_LEASE:
+                if (
+                    obj.session is not None
+                    and obj.lease_at is not None
+                    and (obj.lease_at <= now_ms and obj.id < LOCAL_ID_BASE)
+                ):
+                    return True
+            elif kind == K_TTL:
+                if not obj.deleted and obj.logged:
+                    for lv in obj.levels:
+                        m = lv.head()
+                        if (
+                            m is not None
+                            and m.expires_at is not None
+                            and m.expires_at < now_ms
+                            and m.id < LOCAL_ID_BASE
+                        ):
+                            return True
+            elif (
+                not obj.deleted
+                and obj.logged
+                and not obj.consumers
+                and obj.expires is not None
+                and now_ms >= obj.last_used + obj.expires
+            ):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ persistence rules
+
+    def _queue_logged(self, vhost: Any, name: Any) -> bool:
+        vh = self.vhosts.get(vhost)
+        q = vh.queues.get(name) if vh is not None else None
+        return q is not None and q.logged
+
+    def needs_log(self, cmd: list[Any], now_ms: int | None = None) -> bool:
+        """Whether ``cmd`` must go through the replicated log (see DESIGN.md)."""
+        op = cmd[0]
+        if op == C.PUBLISH:
+            return any(flag for flag, _ in self.split_publish(cmd[1], cmd[2], cmd[3]))
+        if op == C.SETTLE:
+            return any(mid < LOCAL_ID_BASE for mid in cmd[3])
+        if op == C.DECLARE_EXCHANGE:
+            return bool(cmd[4]) and not cmd[8]
+        if op == C.DELETE_EXCHANGE:
+            vh = self.vhosts.get(cmd[1])
+            x = vh.exchanges.get(cmd[2]) if vh is not None else None
+            return x is not None and x.durable
+        if op == C.DECLARE_QUEUE:
+            return bool(cmd[4]) and not cmd[5] and not cmd[8]
+        if op in (C.DELETE_QUEUE, C.PURGE_QUEUE, C.CONSUME, C.GET):
+            return self._queue_logged(cmd[2], cmd[3])
+        if op in (C.BIND, C.UNBIND):
+            vh = self.vhosts.get(cmd[2])
+            if vh is None:
+                return False
+            src = vh.exchanges.get(cmd[3])
+            if src is None or not src.durable:
+                return False
+            if cmd[4] == "queue":
+                return self._queue_logged(cmd[2], cmd[5])
+            dx = vh.exchanges.get(cmd[5])
+            return dx is not None and dx.durable
+        if op == C.CANCEL:
+            s = self.sessions.get(cmd[1])
+            c = s.consumers.get(cmd[2]) if s is not None else None
+            return c is not None and c.queue.logged
+        if op in (C.SESSION_DOWN, C.SESSION_PREFETCH):
+            s = self.sessions.get(cmd[1])
+            if op == C.SESSION_PREFETCH:
+                # the session prefetch decides later logged deliveries: always logged
+                return True
+            return s is not None and self._session_logged(s)
+        if op == C.TICK:
+            return self.durable_due(self.now if now_ms is None else max(now_ms, self.now))
+        return bool(op == C.SESSIONS_RESET)
+
+    @staticmethod
+    def _session_logged(s: Session) -> bool:
+        if s.prefetch:
+            return True
+        if any(c.queue.logged for c in s.consumers.values()):
+            return True
+        return any(mid < LOCAL_ID_BASE for mid in s.unacked) or any(
+            mid < LOCAL_ID_BASE for mid in s.gone
+        )
+
+    def split_publish(
+        self, vhost: str, exchange: str, msgs: list[Any]
+    ) -> list[tuple[bool, list[Any]]]:
+        """Consecutive runs of ``msgs``, each tagged with whether it needs the log.
+
+        A message needs the log when it is persistent (delivery_mode 2) and routes to
+        at least one durable, non-exclusive queue.
+        """
+        vh = self.vhosts.get(vhost)
+        x = vh.exchanges.get(exchange) if vh is not None else None
+        if vh is None or x is None or x.internal:
+            return [(False, list(msgs))] if msgs else []
+        runs: list[tuple[bool, list[Any]]] = []
+        cur: list[Any] = []
+        cur_flag = False
+        targets = self._targets
+        for m in msgs:
+            props = m[1]
+            need = False
+            if props and props.get("delivery_mode") == 2:
+                need = bool(targets(vh, x, m[0], props.get("headers"))[0])
+            if cur and need != cur_flag:
+                runs.append((cur_flag, cur))
+                cur = []
+            cur_flag = need
+            cur.append(m)
+        if cur:
+            runs.append((cur_flag, cur))
+        return runs
+
+    # ------------------------------------------------------------------ read queries
+
+    def exchange_exists(self, vhost: str, name: str) -> bool:
+        vh = self.vhosts.get(vhost)
+        return vh is not None and name in vh.exchanges
+
+    def queue_exists(self, vhost: str, name: str) -> bool:
+        vh = self.vhosts.get(vhost)
+        return vh is not None and name in vh.queues
+
+    @staticmethod
+    def _info(q: Queue) -> dict[str, Any]:
+        return {
+            "name": q.name,
+            "vhost": q.vhost,
+            "messages_ready": q.ready_count,
+            "messages_unacked": len(q.unacked),
+            "messages": q.ready_count + len(q.unacked),
+            "consumers": len(q.consumers),
+            "bytes": q.ready_bytes + q.unacked_bytes,
+            "durable": q.durable,
+            "exclusive": q.owner is not None,
+            "owner": q.owner,
+            "auto_delete": q.auto_delete,
+            "arguments": dict(q.arguments),
+        }
+
+    def queue_info(self, vhost: str, name: str) -> dict[str, Any] | None:
+        vh = self.vhosts.get(vhost)
+        q = vh.queues.get(name) if vh is not None else None
+        return None if q is None else self._info(q)
+
+    def list_queues(self, vhost: str) -> list[dict[str, Any]]:
+        vh = self.vhosts.get(vhost)
+        if vh is None:
+            return []
+        return [self._info(vh.queues[n]) for n in sorted(vh.queues)]
+
+    def list_exchanges(self, vhost: str) -> list[dict[str, Any]]:
+        vh = self.vhosts.get(vhost)
+        if vh is None:
+            return []
+        out = []
+        for n in sorted(vh.exchanges):
+            x = vh.exchanges[n]
+            out.append(
+                {
+                    "name": x.name,
+                    "vhost": vhost,
+                    "type": "direct" if x.type == DEFAULT else x.type,
+                    "durable": x.durable,
+                    "auto_delete": x.auto_delete,
+                    "internal": x.internal,
+                    "arguments": dict(x.arguments),
+                }
+            )
+        return out
+
+    def list_bindings(self, vhost: str) -> list[dict[str, Any]]:
+        """Explicit bindings (the implicit default-exchange bindings are not listed)."""
+        vh = self.vhosts.get(vhost)
+        if vh is None:
+            return []
+        out = []
+        for n in sorted(vh.exchanges):
+            for b in vh.exchanges[n].bindings.values():
+                out.append(
+                    {
+                        "source": b.source,
+                        "vhost": vhost,
+                        "destination": b.dest,
+                        "destination_type": b.kind,
+                        "routing_key": b.routing_key,
+                        "arguments": dict(b.arguments),
+                    }
+                )
+        return out
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self) -> bytes:
+        """msgpack of the logged (durable) state only; deterministic bytes."""
+        return dump_snapshot(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Machine:
+        m = cls()
+        load_snapshot(m, data)
+        return m

@@ -1,0 +1,148 @@
+"""Exchanges, bindings and per-type matching (direct, fanout, topic, headers).
+
+An exchange answers ``match(routing_key, headers)`` with the bindings whose
+destination should receive the message. Walking exchange-to-exchange bindings,
+alternate exchanges and the durable/transient split lives in machine.py.
+
+Headers matching follows RabbitMQ: the binding argument ``x-match`` is ``all``
+(default), ``any``, ``all-with-x`` or ``any-with-x``; the other arguments are
+compared with the message headers (keys starting with ``x-`` are ignored unless a
+``-with-x`` mode is used). An argument whose value is None (AMQP void) matches
+when the header is present with any value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from broker.core.topic_trie import TopicTrie
+
+DEFAULT = "default"  # type of the nameless default exchange
+
+
+def freeze(value: Any) -> Any:
+    """A hashable, order-independent form of an argument table."""
+    if isinstance(value, dict):
+        return ("{}",) + tuple(sorted(((repr(k), freeze(v)) for k, v in value.items())))
+    if isinstance(value, list | tuple):
+        return ("[]",) + tuple(freeze(v) for v in value)
+    if isinstance(value, bool):
+        return ("b", value)
+    return value
+
+
+class Binding:
+    __slots__ = ("source", "kind", "dest", "routing_key", "arguments", "key", "durable")
+
+    def __init__(
+        self,
+        source: str,
+        kind: str,
+        dest: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+        durable: bool,
+    ) -> None:
+        self.source = source
+        self.kind = kind
+        self.dest = dest
+        self.routing_key = routing_key
+        self.arguments = arguments
+        self.key = binding_key(kind, dest, routing_key, arguments)
+        self.durable = durable
+
+
+def binding_key(kind: str, dest: str, routing_key: str, arguments: dict[str, Any]) -> Any:
+    return (kind, dest, routing_key, freeze(arguments))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) and (type(a) is bool) == (type(b) is bool)
+
+
+def headers_match(arguments: dict[str, Any], headers: dict[Any, Any] | None) -> bool:
+    mode = arguments.get("x-match", "all")
+    with_x = mode in ("all-with-x", "any-with-x")
+    want_all = mode in ("all", "all-with-x")
+    hdrs = headers or {}
+    for k, v in arguments.items():
+        if k == "x-match" or (not with_x and isinstance(k, str) and k.startswith("x-")):
+            continue
+        ok = k in hdrs and (v is None or _same(hdrs[k], v))
+        if want_all and not ok:
+            return False
+        if not want_all and ok:
+            return True
+    return want_all
+
+
+class Exchange:
+    __slots__ = (
+        "name",
+        "type",
+        "durable",
+        "auto_delete",
+        "internal",
+        "arguments",
+        "alternate",
+        "bindings",
+        "_direct",
+        "_trie",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments = arguments
+        ae = arguments.get("alternate-exchange")
+        self.alternate: str | None = ae if isinstance(ae, str) else None
+        self.bindings: dict[Any, Binding] = {}
+        self._direct: dict[str, dict[Binding, None]] = {}
+        self._trie: TopicTrie[Binding] = TopicTrie()
+
+    def add_binding(self, b: Binding) -> bool:
+        if b.key in self.bindings:
+            return False
+        self.bindings[b.key] = b
+        if self.type == "direct":
+            self._direct.setdefault(b.routing_key, {})[b] = None
+        elif self.type == "topic":
+            self._trie.add(b.routing_key, b)
+        return True
+
+    def remove_binding(self, key: Any) -> Binding | None:
+        b = self.bindings.pop(key, None)
+        if b is None:
+            return None
+        if self.type == "direct":
+            group = self._direct[b.routing_key]
+            del group[b]
+            if not group:
+                del self._direct[b.routing_key]
+        elif self.type == "topic":
+            self._trie.remove(b.routing_key, b)
+        return b
+
+    def match(self, routing_key: str, headers: dict[Any, Any] | None) -> Iterable[Binding]:
+        t = self.type
+        if t == "direct":
+            return self._direct.get(routing_key, ())
+        if t == "fanout":
+            return self.bindings.values()
+        if t == "topic":
+            return self._trie.match(routing_key)
+        if t == "headers":
+            return [b for b in self.bindings.values() if headers_match(b.arguments, headers)]
+        return ()
