@@ -19,7 +19,7 @@ from typing import Any
 
 from broker.core import commands as C
 from broker.core.model import LOCAL_ID_BASE, CoreError
-from broker.node import Node, Pending, SessionSink
+from broker.node import BrokerError, Node, Pending, SessionSink
 
 # Settle operations, one vocabulary for every front end.
 COMPLETE = C.SETTLE_COMPLETE
@@ -31,15 +31,6 @@ MODIFY = C.SETTLE_MODIFY
 D_ID, D_REDELIVERED, D_COUNT, D_EXCHANGE, D_ROUTING_KEY, D_PROPS, D_BODY = range(7)
 
 Message = tuple[str, dict[str, Any], bytes]  # (routing_key, properties, body)
-
-
-class BrokerError(Exception):
-    """A refused call: ``code`` is the AMQP reply code (403, 404, 405, 406, 530, ...)."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ class Config:
     segment_bytes_max: int = 64 << 20
     entry_bytes_max: int = 16 << 20
     pending_bytes_max: int = 256 << 20
+    pipeline_entries_max: int = 1_000_000
     snapshot_entries_interval: int = 200_000
     tick_interval_ms_max: int = 100
     http_request_bytes_max: int = 64 << 10

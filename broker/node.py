@@ -43,7 +43,7 @@ from broker.core import commands as C
 from broker.core.codec import decode_entry, encode_entry
 from broker.core.machine import CoreError, Machine, Meta
 from broker.runtime import Clock, SystemClock
-from storage.commit import GroupCommitter
+from storage.commit import BacklogFull, GroupCommitter
 from storage.log import LogError, SegmentedLog
 from storage.snapshot import load_latest_snapshot, write_snapshot
 
@@ -61,6 +61,18 @@ class SessionSink(Protocol):
     def deliver(self, tag: str, queue: str, deliveries: list[Any]) -> None: ...
 
     def cancelled(self, tag: str) -> None: ...
+
+
+class BrokerError(Exception):
+    """A refused call: ``code`` is the AMQP reply code (403, 404, 405, 406, 506, 530, ...)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+RESOURCE_ERROR = 506
 
 
 class RecoveryError(Exception):
@@ -255,6 +267,12 @@ class Node:
     def submit(self, cmd: list[Any], pending: Pending | None = None) -> Any:
         """Apply or propose ``cmd``. Returns the reply when it was applied at once; otherwise
         ``pending`` (if given) is resolved later and ``None`` is returned."""
+        if len(self._pipeline) >= self.config.pipeline_entries_max:
+            raise BrokerError(
+                RESOURCE_ERROR,
+                f"RESOURCE_ERROR - node overloaded: {len(self._pipeline)} commands waiting"
+                f" (pipeline_entries_max={self.config.pipeline_entries_max})",
+            )
         barrier = cmd[0] not in NON_BARRIERS
         if self._barriers:
             self._pipeline.append([UNDECIDED, cmd, pending, 0, 1])
@@ -278,9 +296,13 @@ class Node:
     def _propose(self, cmd: list[Any]) -> int:
         assert self._committer is not None
         time_ms = self.clock.now_ms()
+        try:
+            index = self._committer.propose(encode_entry(time_ms, cmd))
+        except BacklogFull as exc:
+            raise BrokerError(RESOURCE_ERROR, f"RESOURCE_ERROR - node overloaded: {exc}") from None
         self._proposed_time_ms = time_ms
         self.commands_logged += 1
-        return self._committer.propose(encode_entry(time_ms, cmd))
+        return index
 
     async def execute(self, cmd: list[Any]) -> Any:
         pending = Pending()
@@ -316,7 +338,10 @@ class Node:
             if index == UNDECIDED:
                 # Every entry before it has been applied: decide against the current state.
                 if self.machine.needs_log(head[1]):
-                    head[0] = self._propose(head[1])
+                    try:
+                        head[0] = self._propose(head[1])
+                    except BrokerError:
+                        break  # the log's backlog is full: retried when commits free room
                     head[3] = self._proposed_time_ms
                     break
                 head[0] = index = 0

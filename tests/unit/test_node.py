@@ -226,3 +226,20 @@ async def test_pipelined_declare_then_publish_is_durable(tmp_path: Path) -> None
             assert (await declared.wait())[0] == "pq"
     async with running(tmp_path) as broker:
         assert broker.queue_info("pq")["messages_ready"] == 1
+
+
+async def test_pipeline_limit_refuses_with_resource_error_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, pipeline_entries_max=2) as broker:
+        await broker.declare_queue("q", durable=True)
+        first = broker.publish_nowait("", [("q", PERSISTENT, b"1")])
+        second = broker.publish_nowait("", [("q", PERSISTENT, b"2")])
+        with pytest.raises(BrokerError) as err:
+            broker.publish_nowait("", [("q", PERSISTENT, b"3")])
+        assert err.value.code == 506 and "pipeline_entries_max=2" in err.value.text
+        with trio.fail_after(5):
+            await first[0].wait()
+            await second[0].wait()
+        await broker.publish("", [("q", PERSISTENT, b"4")])
+        assert broker.queue_info("q")["messages_ready"] == 3
