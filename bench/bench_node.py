@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from broker.api import COMPLETE, D_ID, Broker  # noqa: E402
 from broker.config import Config  # noqa: E402
 from broker.node import Node  # noqa: E402
+from broker.runtime import tune_gc  # noqa: E402
 
 BODY = b"x" * 256
 PERSISTENT = {"delivery_mode": 2}
@@ -97,6 +98,7 @@ async def run_row(base: Path, fsync: str, publishers: int, per_call: int, second
 
 
 async def main() -> None:
+    tune_gc()
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default="./bench-data")
     parser.add_argument("--seconds", type=float, default=3.0)

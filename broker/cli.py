@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from broker import __version__, config, logs
+from broker import __version__, config, logs, runtime
 from broker.config import LISTENERS, Config, ConfigError
 from broker.node import Node, RecoveryError
 from storage.log import LogError
@@ -114,6 +114,7 @@ async def serve(cfg: Config) -> None:
             for listener in ls:
                 await listener.aclose()
         raise StartupError(str(exc)) from None
+    runtime.tune_gc(freeze=True)
 
     from broker.admin.http import AdminServer
 

@@ -6,6 +6,7 @@ here and passes values down (``Meta.time_ms``), so a whole node can run on a fak
 
 from __future__ import annotations
 
+import gc
 import random as _random
 import secrets
 import time as _time
@@ -59,3 +60,19 @@ class SeededRandom:
 
     def token(self, nbytes: int) -> str:
         return self._rng.randbytes(nbytes).hex()
+
+
+# A broker keeps many long-lived objects (queued messages, sessions). With CPython's default
+# thresholds (700 allocations per young collection) the collector runs every few hundred
+# messages and repeatedly walks objects that will live for a long time; measured on the node
+# benchmark (64 publishers x 64 messages per call), raising the thresholds took confirmed
+# publishes from ~155k/s to ~210k/s. Cycles are still collected, just in larger steps.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc(*, freeze: bool = False) -> None:
+    """Set the collector thresholds for a broker process; ``freeze`` moves everything alive now
+    (the recovered state, imported modules) out of the collector's way."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    if freeze:
+        gc.freeze()
