@@ -8,10 +8,13 @@ loop. Rules:
    next batch, so they share the next fsync.
 2. ``commit_index`` only moves forward, and only after the batch is durable for
    ``fsync="always"`` (after the write for ``"interval"`` and ``"never"``).
-3. Waiters sleep on one ``trio.Event`` per batch: the in-flight batch's event for indexes it
-   holds, the open batch's event for anything later.
+3. Waiters park on one task list per batch (``wait_task_rescheduled``): the in-flight batch's
+   list for indexes it holds, the open batch's list for anything later. A commit reschedules
+   the whole list; a cancelled waiter takes itself out of it.
 4. Log writes, fsyncs and prefix compactions never overlap: each holds ``_io_lock``; fsync and
-   compaction run in a worker thread.
+   compaction run in a worker thread. For ``fsync="always"`` the per-batch fsync runs in one
+   long-lived thread owned by ``run`` (a ``trio.to_thread`` thread per batch costs more than
+   the fsync itself); a cancel of ``run`` waits for an fsync already started.
 5. A failed write or fsync is fatal: ``run`` raises, every waiter gets ``CommitFailed``, and
    every later call raises it too.
 
@@ -24,11 +27,14 @@ fsync policies (what a crash of the machine can lose):
 
 from __future__ import annotations
 
+import queue
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
+import outcome
 import trio
+from trio.lowlevel import Abort, RaiseCancelT, Task, current_task, reschedule, wait_task_rescheduled
 
 from storage.errors import LogError
 from storage.interface import Log
@@ -38,12 +44,33 @@ __all__ = ["BacklogFull", "CommitFailed", "FsyncPolicy", "GroupCommitter"]
 FsyncPolicy = Literal["always", "interval", "never"]
 
 
+def _abort_never(_: RaiseCancelT) -> Abort:
+    return Abort.FAILED
+
+
 class BacklogFull(LogError):
     """Proposals not yet committed would pass ``pending_bytes_max``; retry after commits."""
 
 
 class CommitFailed(LogError):
     """The commit pipeline stopped after a write or fsync error; the node must stop."""
+
+
+def _park(waiters: list[Task]) -> Callable[[RaiseCancelT], Abort]:
+    """Add the current task to ``waiters``; returns the abort function that takes it out."""
+    task = current_task()
+    waiters.append(task)
+
+    def abort(_: RaiseCancelT) -> Abort:
+        waiters.remove(task)
+        return Abort.SUCCEEDED
+
+    return abort
+
+
+def _wake(waiters: list[Task]) -> None:
+    for task in waiters:
+        reschedule(task)
 
 
 class GroupCommitter:
@@ -75,10 +102,15 @@ class GroupCommitter:
         self._open: list[bytes] = []  # proposals not yet taken by the loop
         self._open_bytes = 0
         self._inflight_bytes = 0
-        self._open_event = trio.Event()  # set when the batch holding the open proposals commits
-        self._batch_event = trio.Event()  # set when the in-flight batch commits
-        self._work = trio.Event()  # set when _open becomes non-empty
+        # Tasks parked until the batch holding the open proposals commits, and until the
+        # in-flight batch commits (see rule 3).
+        self._open_waiters: list[Task] = []
+        self._batch_waiters: list[Task] = []
+        self._idle: Task | None = None  # the loop, parked until something is proposed
         self._io_lock = trio.Lock()
+        # Requests to the fsync thread of the current ``run`` (``fsync="always"``): the task to
+        # reschedule with the outcome of ``log.sync``; ``None`` stops the thread.
+        self._fsync_requests: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._failed: BaseException | None = None
         # Committed batches kept for the apply loop: (first index, datas), oldest first.
         self._retained: deque[tuple[int, list[bytes]]] = deque()
@@ -112,7 +144,9 @@ class GroupCommitter:
             )
         self._open.append(data)
         self._open_bytes += size
-        self._work.set()
+        if self._idle is not None:
+            reschedule(self._idle)
+            self._idle = None
         self._proposed += 1
         return self._proposed
 
@@ -131,7 +165,9 @@ class GroupCommitter:
             )
         self._open.extend(datas)
         self._open_bytes += size
-        self._work.set()
+        if self._idle is not None:
+            reschedule(self._idle)
+            self._idle = None
         self._proposed += len(datas)
         return self._proposed
 
@@ -140,8 +176,8 @@ class GroupCommitter:
         while self._commit < index:
             if self._failed is not None:
                 raise CommitFailed(f"commit pipeline failed: {self._failed!r}")
-            event = self._batch_event if index <= self._taken else self._open_event
-            await event.wait()
+            waiters = self._batch_waiters if index <= self._taken else self._open_waiters
+            await wait_task_rescheduled(_park(waiters))
         if self._failed is not None and self._commit < index:
             raise CommitFailed(f"commit pipeline failed: {self._failed!r}")
         await trio.lowlevel.checkpoint()
@@ -149,10 +185,21 @@ class GroupCommitter:
     async def append(self, data: bytes) -> int:
         """Propose ``data`` and wait until it commits; returns its index."""
         index = self.propose(data)
+        # The new entry is in the open batch: one wait covers it unless the pipeline fails.
+        task = current_task()
+        waiters = self._open_waiters
+        waiters.append(task)
+
+        def abort(_: RaiseCancelT) -> Abort:
+            waiters.remove(task)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
         while self._commit < index:
             if self._failed is not None:
                 raise CommitFailed(f"commit pipeline failed: {self._failed!r}")
-            await (self._batch_event if index <= self._taken else self._open_event).wait()
+            waiters = self._batch_waiters if index <= self._taken else self._open_waiters
+            await wait_task_rescheduled(_park(waiters))
         return index
 
     async def wait_commit_beyond(self, index: int) -> int:
@@ -206,20 +253,44 @@ class GroupCommitter:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The commit loop; raises if a write or fsync fails."""
-        if self._fsync != "interval":
+        if self._fsync == "never":
             task_status.started()
             await self._loop()
             return
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._interval_syncer)
+                # A fresh queue per run: a thread that never started leaves its stop request
+                # behind, and it must not stop the next run's thread.
+                requests: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+                self._fsync_requests = requests
+                if self._fsync == "interval":
+                    nursery.start_soon(self._interval_syncer)
+                else:
+                    nursery.start_soon(self._fsync_worker_task, requests)
                 task_status.started()
-                await self._loop()
+                try:
+                    await self._loop()
+                finally:
+                    requests.put(None)
         except BaseExceptionGroup:
             failed = self._failed
             if failed is None:
                 raise
             raise failed from None
+
+    async def _fsync_worker_task(self, requests: queue.SimpleQueue[Task | None]) -> None:
+        # A trio worker thread (not a bare one) so that ``log.sync`` may use ``trio.from_thread``.
+        # It cannot be abandoned: ``run`` stops it with ``None`` and waits for a running fsync.
+        await trio.to_thread.run_sync(
+            self._fsync_worker, trio.lowlevel.current_trio_token(), requests
+        )
+
+    def _fsync_worker(
+        self, token: trio.lowlevel.TrioToken, requests: queue.SimpleQueue[Task | None]
+    ) -> None:
+        sync = self._log.sync
+        while (task := requests.get()) is not None:
+            token.run_sync_soon(reschedule, task, outcome.capture(sync))
 
     async def _loop(self) -> None:
         log = self._log
@@ -228,19 +299,22 @@ class GroupCommitter:
         if always and log.synced_index < log.last_index:
             await self._sync()
         while True:
-            await self._work.wait()
-            self._work = trio.Event()
             batch = self._open
             if not batch:
+                self._idle = current_task()
+                await wait_task_rescheduled(self._abort_idle)
                 continue
+            # The fsync wait below defers a cancel until the fsync returns; honour it here,
+            # before taking a batch (no schedule point unless cancelled).
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._open = []
             batch_bytes = self._open_bytes
             self._open_bytes = 0
             self._inflight_bytes = batch_bytes
             first = self._taken + 1
             self._taken += len(batch)
-            event = self._batch_event = self._open_event
-            self._open_event = trio.Event()
+            waiters = self._batch_waiters = self._open_waiters
+            self._open_waiters = []
             # A background/flush fsync or a compaction may be running in its thread: wait for
             # it (uncontended, this takes no checkpoint).
             try:
@@ -254,7 +328,7 @@ class GroupCommitter:
                     self._die(exc)
                     raise
                 if always:
-                    await self._sync()
+                    await self._sync_batch()
             finally:
                 self._io_lock.release()
             self._commit = self._taken
@@ -265,7 +339,27 @@ class GroupCommitter:
             if len(batch) > stats["batch_records_max"]:
                 stats["batch_records_max"] = len(batch)
             self._retain(first, batch, batch_bytes)
-            event.set()
+            _wake(waiters)
+            waiters.clear()
+
+    def _abort_idle(self, _: RaiseCancelT) -> Abort:
+        self._idle = None
+        return Abort.SUCCEEDED
+
+    async def _sync_batch(self) -> None:
+        """fsync the log in the fsync worker thread; the caller holds ``_io_lock``.
+
+        Like ``trio.to_thread.run_sync`` without ``abandon_on_cancel``, a cancel is only delivered
+        once the fsync has returned.
+        """
+        self._fsync_requests.put(current_task())
+        try:
+            # The worker reschedules this task with the outcome of ``log.sync``.
+            await wait_task_rescheduled(_abort_never)
+        except BaseException as exc:
+            self._die(exc)
+            raise
+        self._stats["fsyncs"] += 1
 
     def _retain(self, first: int, batch: list[bytes], batch_bytes: int) -> None:
         retained = self._retained
@@ -287,8 +381,10 @@ class GroupCommitter:
     def _die(self, exc: BaseException) -> None:
         if self._failed is None:
             self._failed = exc
-        self._batch_event.set()
-        self._open_event.set()
+        _wake(self._batch_waiters)
+        self._batch_waiters.clear()
+        _wake(self._open_waiters)
+        self._open_waiters.clear()
 
     async def _interval_syncer(self) -> None:
         while True:

@@ -26,6 +26,8 @@ import re
 import struct
 from array import array
 from collections.abc import Sequence
+from itertools import accumulate, islice, repeat
+from operator import add
 from typing import Any
 
 from crc32c import crc32c
@@ -34,6 +36,7 @@ from storage.errors import CorruptLogError, LogError
 from storage.segment import (
     RECORD,
     RECORD_OVERHEAD_BYTES,
+    TERM_BYTES,
     Segment,
     build_index,
     index_path,
@@ -288,6 +291,10 @@ class SegmentedLog:
                     raise LogError(f"term {t} is below the previous term {floor} or too large")
                 floor = t
         need = sum(map(len, datas)) + RECORD_OVERHEAD_BYTES * n
+        if terms is None and self._segments[-1].size + need <= self._segment_bytes_max:
+            self._append_same_term(datas, term)
+            self._stats["appends"] += 1
+            return self.last_index
         if len(self._buf) < need:
             self._buf = bytearray(max(need, 2 * len(self._buf)))
         buf = self._buf
@@ -328,6 +335,27 @@ class SegmentedLog:
             self._commit_chunk(seg, view[start:pos], terms, term, first_rec, n)
         self._stats["appends"] += 1
         return self.last_index
+
+    def _append_same_term(self, datas: Sequence[bytes], term: int) -> None:
+        """Append ``datas`` (already checked) with one term into the active segment, which has
+        room for all of it. Builds the records with C-level loops rather than one by one."""
+        seg = self._segments[-1]
+        n = len(datas)
+        lengths = list(map(len, datas))
+        crc_term = crc32c(_TERM.pack(term))
+        parts: list[bytes] = [b""] * (2 * n)
+        parts[::2] = map(
+            RECORD.pack,
+            map(add, lengths, repeat(TERM_BYTES)),
+            map(crc32c, datas, repeat(crc_term)),
+            repeat(term),
+        )
+        parts[1::2] = datas
+        chunk = b"".join(parts)
+        sizes = map(add, lengths, repeat(RECORD_OVERHEAD_BYTES))
+        seg.offsets.extend(islice(accumulate(sizes, initial=seg.size), n))
+        with memoryview(chunk) as view:
+            self._commit_chunk(seg, view, None, term, 0, n)
 
     def _commit_chunk(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from crc32c import crc32c
@@ -178,14 +179,15 @@ def build_index(
 ) -> bytes:
     """The ``.idx`` contents describing a segment; deterministic, so it can be compared."""
     parts = [_IDX_HEAD.pack(_IDX_MAGIC, _IDX_VERSION, base_index, len(offsets), size)]
-    last_rel = -interval_records
-    last_off = -interval_bytes
     pack = _IDX_ENTRY.pack
-    for rel, off in enumerate(offsets):
-        if rel - last_rel >= interval_records or off - last_off >= interval_bytes:
-            parts.append(pack(rel, off))
-            last_rel = rel
-            last_off = off
+    count = len(offsets)
+    rel = 0
+    # Offsets increase strictly, so the next entry is the first record at least
+    # ``interval_records`` later or ``interval_bytes`` further, whichever comes first.
+    while rel < count:
+        off = offsets[rel]
+        parts.append(pack(rel, off))
+        rel = min(rel + interval_records, bisect_left(offsets, off + interval_bytes, rel + 1))
     body = b"".join(parts)
     return body + _U32.pack(crc32c(body))
 

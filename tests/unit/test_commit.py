@@ -294,3 +294,78 @@ async def test_flush_then_reopen_has_everything(tmp_path: Path, policy: FsyncPol
     log.close()
     with SegmentedLog.open(tmp_path, segment_bytes_max=4096) as again:
         assert [d for _, d in again.entries(1, 101)] == [b"%03d" % i * 10 for i in range(100)]
+
+
+async def test_cancelled_waiters_leave_their_batch() -> None:
+    log = GatedLog()
+    log.gated = True
+    started = trio.Event()
+    log.on_sync = started.set
+    committer = GroupCommitter(log)
+    scopes: list[trio.CancelScope] = []
+    cancelled: list[str] = []
+
+    async def wait_then_cancel(name: str, index: int | None) -> None:
+        with trio.CancelScope() as scope:
+            scopes.append(scope)
+            if index is None:
+                await committer.append(b"cancelled")
+            else:
+                await committer.wait_committed(index)
+        if scope.cancelled_caught:
+            cancelled.append(name)
+
+    with trio.fail_after(TIMEOUT_S):
+        async with running(committer) as nursery:
+            nursery.start_soon(committer.append, b"first")
+            await started.wait()  # the batch holding index 1 is being fsynced
+            nursery.start_soon(wait_then_cancel, "in-flight", 1)
+            nursery.start_soon(wait_then_cancel, "open", None)  # proposes index 2
+            await trio.testing.wait_all_tasks_blocked()
+            for scope in scopes:
+                scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert sorted(cancelled) == ["in-flight", "open"]
+            log.gated = False
+            log.gate.release()
+            # A cancelled append does not withdraw its proposal.
+            await committer.wait_committed(2)
+            assert await committer.append(b"third") == 3
+    assert log.entries(1, 4) == [(1, b"first"), (1, b"cancelled"), (1, b"third")]
+
+
+async def test_cancelling_run_waits_for_the_running_fsync_then_run_restarts() -> None:
+    log = GatedLog()
+    log.gated = True
+    started = trio.Event()
+    log.on_sync = started.set
+    committer = GroupCommitter(log)
+    run_scope = trio.CancelScope()
+    stopped = trio.Event()
+
+    async def run_until_cancelled() -> None:
+        with run_scope:
+            await committer.run()
+        stopped.set()
+
+    with trio.fail_after(TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_until_cancelled)
+            nursery.start_soon(committer.append, b"a")
+            await started.wait()
+            run_scope.cancel()
+            with trio.move_on_after(0.05):
+                await stopped.wait()
+            assert not stopped.is_set()  # the fsync thread is still in log.sync
+            assert committer.commit_index == 0
+            log.gated = False
+            log.gate.release()
+            await stopped.wait()
+            # The fsync finished before run stopped, so its batch is durable and committed.
+            assert committer.commit_index == 1
+            assert log.synced_index == 1
+            await nursery.start(committer.run)
+            assert await committer.append(b"b") == 2
+            assert log.synced_index == 2
+            nursery.cancel_scope.cancel()
+    assert committer.statistics()["fsyncs"] == 2
