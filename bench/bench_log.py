@@ -61,9 +61,9 @@ def bench_raw(directory: str, seconds: float) -> dict[str, float]:
 
 
 async def _bench_committer(
-    directory: str, seconds: float, proposers: int, policy: FsyncPolicy
+    directory: str, seconds: float, proposers: int, policy: FsyncPolicy, per_call: int = 1
 ) -> dict[str, float]:
-    log_dir = os.path.join(directory, f"log-{policy}-{proposers}")
+    log_dir = os.path.join(directory, f"log-{policy}-{proposers}-{per_call}")
     shutil.rmtree(log_dir, ignore_errors=True)
     log = SegmentedLog.open(log_dir)
     committer = GroupCommitter(log, fsync=policy)
@@ -75,11 +75,20 @@ async def _bench_committer(
         while not stop:
             await append(payload)
 
+    batch = [payload] * per_call
+
+    async def batch_proposer() -> None:
+        # A protocol connection handing over every message of one received chunk at once.
+        propose_many = committer.propose_many
+        wait_committed = committer.wait_committed
+        while not stop:
+            await wait_committed(propose_many(batch))
+
     async with trio.open_nursery() as nursery:
         await nursery.start(committer.run)
         async with trio.open_nursery() as workers:
             for _ in range(proposers):
-                workers.start_soon(proposer)
+                workers.start_soon(proposer if per_call == 1 else batch_proposer)
             await trio.sleep(0.2)  # warm-up
             base = committer.statistics()
             start = time.perf_counter()
@@ -106,10 +115,10 @@ async def _bench_committer(
 
 
 def bench_committer(
-    proposers: int, policy: FsyncPolicy
+    proposers: int, policy: FsyncPolicy, per_call: int = 1
 ) -> Callable[[str, float], dict[str, float]]:
     def run(directory: str, seconds: float) -> dict[str, float]:
-        return trio.run(_bench_committer, directory, seconds, proposers, policy)
+        return trio.run(_bench_committer, directory, seconds, proposers, policy, per_call)
 
     return run
 
@@ -125,6 +134,8 @@ def main() -> None:
         ("raw write+fdatasync", bench_raw),
         *((f"always, {n} proposers", bench_committer(n, "always")) for n in (1, 16, 256)),
         *((f"never, {n} proposers", bench_committer(n, "never")) for n in (1, 256)),
+        ("always, 16 x 64/call", bench_committer(16, "always", 64)),
+        ("always, 256 x 16/call", bench_committer(256, "always", 16)),
     ]
     print(f"{'row':<24} {'records/s':>11} {'MB/s':>8} {'fsyncs/s':>9} {'avg batch':>9}  extra")
     for name, fn in rows:
