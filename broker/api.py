@@ -58,8 +58,11 @@ class Broker:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def open_session(self, sink: SessionSink) -> int:
-        return self.node.open_session(sink)
+    def open_session(
+        self, sink: SessionSink, *, connection: int | None = None, channel: int = 0
+    ) -> int:
+        """A new connection's own session, or session ``channel`` of ``connection``."""
+        return self.node.open_session(sink, connection=connection, channel=channel)
 
     async def close_session(self, session: int) -> None:
         """Cancel the session's consumers, return its unacked messages, drop its exclusive

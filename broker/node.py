@@ -42,6 +42,7 @@ from broker.config import Config
 from broker.core import commands as C
 from broker.core.codec import decode_entry, encode_entry
 from broker.core.machine import CoreError, Machine, Meta
+from broker.core.model import SESSION_CONNECTION_SHIFT, connection_of
 from broker.runtime import Clock, SystemClock
 from storage.commit import BacklogFull, GroupCommitter
 from storage.log import LogError, SegmentedLog
@@ -116,7 +117,7 @@ class Node:
         self.applied_index = 0
         self.snapshot_index = 0
         self.recovered_entries = 0
-        self._next_session = 1
+        self._next_connection = 1
         self._pipeline: deque[list[Any]] = deque()
         self._barriers = 0  # pending entries that may change a later command's path
         self._proposed_time_ms = 0
@@ -253,9 +254,19 @@ class Node:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def open_session(self, sink: SessionSink) -> int:
-        session = self._next_session
-        self._next_session += 1
+    def open_session(
+        self, sink: SessionSink, *, connection: int | None = None, channel: int = 0
+    ) -> int:
+        """Register a session. Without ``connection`` a new connection is opened and its own
+        session returned; with it, ``channel`` (1..65535) numbers a session of that connection
+        (exclusive queues belong to the connection and every session of it may use them)."""
+        if connection is None:
+            session = self._next_connection << SESSION_CONNECTION_SHIFT
+            self._next_connection += 1
+        else:
+            if not 0 < channel < 1 << SESSION_CONNECTION_SHIFT:
+                raise ValueError(f"channel {channel} out of range")
+            session = connection_of(connection) | channel
         self.sessions[session] = sink
         return session
 

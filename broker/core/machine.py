@@ -47,6 +47,7 @@ from broker.core.model import (
     RESOURCE_LOCKED,
     CoreError,
     Meta,
+    connection_of,
 )
 from broker.core.queue import Consumer, Message, Queue, Session
 from broker.core.routing import DEFAULT, Binding, Exchange, binding_key, freeze
@@ -208,7 +209,7 @@ class Machine:
 
     @staticmethod
     def _locked(q: Queue, session: int | None) -> CoreError | None:
-        if q.owner is None or q.owner == session:
+        if q.owner is None or (session is not None and q.owner == connection_of(session)):
             return None
         return CoreError(
             RESOURCE_LOCKED,
@@ -483,7 +484,7 @@ class Machine:
             return settings
         if exclusive and session is None:
             return CoreError(NOT_ALLOWED, "NOT_ALLOWED - an exclusive queue needs a session")
-        owner = session if exclusive else None
+        owner = connection_of(session) if exclusive else None
         q = Queue(
             vhost,
             name,

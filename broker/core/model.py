@@ -30,6 +30,19 @@ COMMAND_INVALID = 503
 NOT_ALLOWED = 530
 INTERNAL_ERROR = 541
 
+#: A session id's low bits number the session within its connection (an AMQP channel); the
+#: session whose low bits are zero is the connection's own. Exclusive queues belong to the
+#: connection: every session of that connection may use them, and they go when the
+#: connection's own session goes down.
+SESSION_CONNECTION_SHIFT = 16
+SESSION_CONNECTION_MASK = ~((1 << SESSION_CONNECTION_SHIFT) - 1)
+
+
+def connection_of(session: int) -> int:
+    """The connection's own session id for ``session``."""
+    return session & SESSION_CONNECTION_MASK
+
+
 #: First id of the local (not logged) message id space.
 LOCAL_ID_BASE = 1 << 62
 #: First id of the logged overflow space, for copies past the per-entry range.

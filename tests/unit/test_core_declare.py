@@ -133,27 +133,37 @@ def test_queue_arguments_accepted() -> None:
     assert h.m.queue_info(V, "q")["arguments"] == args
 
 
-def test_exclusive_queue_locks_other_sessions() -> None:
+def test_exclusive_queue_locks_other_connections() -> None:
+    # Session ids carry their connection in the high bits: A and B are two connections' own
+    # sessions, A | n their channels.
+    a, b = 1 << 16, 2 << 16
     h = Harness()
-    h.queue("ex", session=1, exclusive=True)
-    assert h.m.queue_info(V, "ex")["exclusive"]
+    h.queue("ex", session=a | 1, exclusive=True)
+    info = h.m.queue_info(V, "ex")
+    assert info["exclusive"] and info["owner"] == a
+    other = b | 1
     locked = [
-        C.cmd_declare_queue(V, "ex", session=2, exclusive=True),
-        C.cmd_declare_queue(V, "ex", session=2, passive=True),
-        C.cmd_consume(2, V, "ex", "t"),
-        C.cmd_get(2, V, "ex"),
-        C.cmd_bind(V, "amq.direct", "ex", "k", session=2),
-        C.cmd_purge_queue(V, "ex", session=2),
-        C.cmd_delete_queue(V, "ex", session=2),
+        C.cmd_declare_queue(V, "ex", session=other, exclusive=True),
+        C.cmd_declare_queue(V, "ex", session=other, passive=True),
+        C.cmd_consume(other, V, "ex", "t"),
+        C.cmd_get(other, V, "ex"),
+        C.cmd_bind(V, "amq.direct", "ex", "k", session=other),
+        C.cmd_purge_queue(V, "ex", session=other),
+        C.cmd_delete_queue(V, "ex", session=other),
     ]
     for cmd in locked:
         e = h.err(cmd, 405)
         assert e.text.startswith(
             "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'ex' in vhost '/'"
         )
-    h.consume(1, "ex", "t")
-    h.ok(C.cmd_bind(V, "amq.direct", "ex", "k", session=1))
-    h.ok(C.cmd_session_down(1))
+    # another channel of the owning connection may use it
+    h.consume(a | 2, "ex", "t")
+    h.ok(C.cmd_bind(V, "amq.direct", "ex", "k", session=a | 1))
+    # closing the declaring channel keeps the queue; closing the connection removes it
+    h.ok(C.cmd_session_down(a | 1))
+    h.ok(C.cmd_session_down(a | 2))
+    assert h.m.queue_exists(V, "ex")
+    h.ok(C.cmd_session_down(a))
     assert not h.m.queue_exists(V, "ex")
     assert h.m.list_bindings(V) == []
     assert h.m.sessions == {}
