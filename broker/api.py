@@ -13,13 +13,34 @@ sink in batches, one call per consumer per apply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from broker.core import commands as C
 from broker.core.model import LOCAL_ID_BASE, CoreError
 from broker.node import BrokerError, Node, Pending, SessionSink
+
+__all__ = [
+    "COMPLETE",
+    "D_BODY",
+    "D_COUNT",
+    "D_EXCHANGE",
+    "D_ID",
+    "D_PROPS",
+    "D_REDELIVERED",
+    "D_ROUTING_KEY",
+    "DISCARD",
+    "MODIFY",
+    "REQUEUE",
+    "Broker",
+    "BrokerError",
+    "Message",
+    "Pending",
+    "PublishResult",
+    "QueueDeclared",
+    "SessionSink",
+]
 
 # Settle operations, one vocabulary for every front end.
 COMPLETE = C.SETTLE_COMPLETE
@@ -44,6 +65,14 @@ class QueueDeclared:
 class PublishResult:
     routed: list[int]  # per message: number of queues it reached (0 = unroutable)
     rejected: list[int]  # positions refused by a queue's reject-publish overflow (nack these)
+
+
+def _on_error_only(on_error: Callable[[BrokerError], None]) -> Callable[[Any], None]:
+    def callback(reply: Any) -> None:
+        if isinstance(reply, CoreError):
+            on_error(BrokerError(reply.code, reply.text))
+
+    return callback
 
 
 def _check(reply: Any) -> Any:
@@ -248,16 +277,24 @@ class Broker:
         *,
         vhost: str = "/",
         mandatory: bool = False,
-    ) -> list[Pending]:
-        """Publish without waiting (a publisher without confirms). Ordering with the session's
-        other calls is kept by the node's pipeline; the returned ``Pending`` objects resolve to
-        the core's replies when the messages take effect."""
-        out: list[Pending] = []
+    ) -> list[tuple[Pending, int]]:
+        """Publish without waiting (the protocol fast path). Ordering with the caller's other
+        calls is kept by the node's pipeline. Returns one ``(pending, count)`` per core command:
+        ``pending`` resolves to the core's reply for the next ``count`` messages of the batch
+        (see ``error_of`` and ``PublishResult``'s fields: ``[routed, rejected]``)."""
+        out: list[tuple[Pending, int]] = []
         for _offset, cmd in self._publish_commands(vhost, exchange, messages, mandatory):
             pending = Pending()
             self.node.submit(cmd, pending)
-            out.append(pending)
+            out.append((pending, len(cmd[3])))
         return out
+
+    @staticmethod
+    def error_of(reply: Any) -> BrokerError | None:
+        """The ``BrokerError`` an error reply stands for, or None for a success."""
+        if isinstance(reply, CoreError):
+            return BrokerError(reply.code, reply.text)
+        return None
 
     async def consume(
         self,
@@ -308,14 +345,37 @@ class Broker:
         self, session: int, ids: Sequence[int], op: int = COMPLETE, *, delay_ms: int = 0
     ) -> int:
         """Settle many deliveries at once. Logged and transient ids go in separate commands."""
-        logged = [i for i in ids if i < LOCAL_ID_BASE]
-        local = [i for i in ids if i >= LOCAL_ID_BASE]
         total = 0
-        for group in (logged, local):
-            if group:
-                cmd = C.cmd_settle(session, op, group, delay_ms)
-                total += _check(await self.node.execute(cmd))
+        for cmd in self._settle_commands(session, ids, op, delay_ms):
+            total += _check(await self.node.execute(cmd))
         return total
+
+    def settle_nowait(
+        self,
+        session: int,
+        ids: Sequence[int],
+        op: int = COMPLETE,
+        *,
+        delay_ms: int = 0,
+        on_error: Callable[[BrokerError], None] | None = None,
+    ) -> None:
+        """Settle without waiting (consumer acks on the fast path); a refusal reaches
+        ``on_error``."""
+        for cmd in self._settle_commands(session, ids, op, delay_ms):
+            pending = None
+            if on_error is not None:
+                pending = Pending(_on_error_only(on_error))
+            self.node.submit(cmd, pending)
+
+    @staticmethod
+    def _settle_commands(
+        session: int, ids: Sequence[int], op: int, delay_ms: int
+    ) -> list[list[Any]]:
+        logged = [i for i in ids if i < LOCAL_ID_BASE]
+        if len(logged) == len(ids):
+            return [C.cmd_settle(session, op, list(ids), delay_ms)] if ids else []
+        local = [i for i in ids if i >= LOCAL_ID_BASE]
+        return [C.cmd_settle(session, op, group, delay_ms) for group in (logged, local) if group]
 
     # -- queries -------------------------------------------------------------------------------
 

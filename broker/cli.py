@@ -31,7 +31,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 # Listeners this version serves; the others accept their flag and report they are not available.
-AVAILABLE_LISTENERS = ("admin",)
+AVAILABLE_LISTENERS = ("admin", "amqp")
 
 
 class StartupError(Exception):
@@ -123,6 +123,8 @@ async def serve(cfg: Config) -> None:
             await nursery.start(node.run)
             if "admin" in bound:
                 nursery.start_soon(AdminServer(node).serve, bound["admin"])
+            if "amqp" in bound:
+                nursery.start_soon(_serve_amqp, cfg, node, bound["amqp"])
             log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
             async for signum in signals:
                 log.info("shutting down", extra={"signal": signal.Signals(signum).name})
@@ -142,6 +144,31 @@ def _first_fatal(group: BaseExceptionGroup[Any]) -> BaseException | None:
         elif isinstance(exc, (LogError, OSError)):
             return exc
     return None
+
+
+async def _serve_amqp(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+    from broker.api import Broker
+    from protocols import _server
+    from protocols.amqp091 import io as amqp_io
+    from protocols.amqp091.processor import AMQPSettings
+
+    settings = AMQPSettings(
+        frame_max=cfg.amqp_frame_bytes_max,
+        channel_max=cfg.amqp_channels_max,
+        heartbeat_s=cfg.amqp_heartbeat_s,
+        message_bytes_max=cfg.amqp_message_bytes_max,
+        default_user=cfg.default_user,
+        default_pass=cfg.default_pass,
+        default_user_loopback_only=cfg.default_user_loopback_only,
+    )
+    limits = amqp_io.IOLimits(outbuf_bytes_max=cfg.amqp_outbuf_bytes_max)
+    broker = Broker(node)
+    limiter = _server.ConnectionLimiter("amqp", cfg.amqp_connections_max)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await amqp_io.handle(stream, broker, settings, limits)
+
+    await _server.serve(listeners, handler, limiter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,15 @@ class Config:
     pipeline_entries_max: int = 1_000_000
     snapshot_entries_interval: int = 200_000
     tick_interval_ms_max: int = 100
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_user_loopback_only: bool = True
+    amqp_frame_bytes_max: int = 131072
+    amqp_channels_max: int = 2047
+    amqp_heartbeat_s: int = 60
+    amqp_message_bytes_max: int = 16 << 20
+    amqp_connections_max: int = 10_000
+    amqp_outbuf_bytes_max: int = 16 << 20
     http_request_bytes_max: int = 64 << 10
     http_connections_max: int = 256
 

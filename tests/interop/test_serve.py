@@ -110,23 +110,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 async def test_serve_reports_ports_serves_admin_and_stops_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    async with server("--data-dir", str(data), "--admin-port", "0", "--amqp-port", "0") as srv:
+    ports = ["--admin-port", "0", "--amqp-port", "0", "--mqtt-port", "0", "--host", "127.0.0.1"]
+    async with server("--data-dir", str(data), *ports) as srv:
         first = await srv.wait_event("listening")
         # the first log lines name each bound port
-        assert first["listener"] == "admin" and first["port"] > 0
+        second = await srv.wait_event("listening")
+        listening = {first["listener"]: first["port"], second["listener"]: second["port"]}
+        assert set(listening) == {"admin", "amqp"} and all(listening.values())
         assert all("event" in line and "ts" in line for line in srv.lines)
         await srv.wait_event("started")
         assert any(
-            line["event"] == "listener not available in this version" and line["listener"] == "amqp"
+            line["event"] == "listener not available in this version" and line["listener"] == "mqtt"
             for line in srv.lines
         )
-        status, body = await http_get(first["port"], "/api/health")
+        admin = listening["admin"]
+        status, body = await http_get(admin, "/api/health")
         assert status == 200 and json.loads(body) == {"status": "ok"}
-        status, body = await http_get(first["port"], "/api/queues")
+        status, body = await http_get(admin, "/api/queues")
         assert status == 200 and json.loads(body) == []
-        status, body = await http_get(first["port"], "/metrics")
+        status, body = await http_get(admin, "/metrics")
         assert status == 200 and b"polymq_applied_index" in body
-        status, _ = await http_get(first["port"], "/nope")
+        status, _ = await http_get(admin, "/nope")
         assert status == 404
         srv.proc.send_signal(signal.SIGTERM)
         await srv.wait_event("stopped")

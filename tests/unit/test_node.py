@@ -222,7 +222,7 @@ async def test_pipelined_declare_then_publish_is_durable(tmp_path: Path) -> None
         node.submit(C.cmd_declare_queue("/", "pq", durable=True), declared)
         pendings = broker.publish_nowait("", [("pq", PERSISTENT, b"kept")])
         with trio.fail_after(5):
-            await pendings[-1].wait()
+            await pendings[-1][0].wait()
             assert (await declared.wait())[0] == "pq"
     async with running(tmp_path) as broker:
         assert broker.queue_info("pq")["messages_ready"] == 1
@@ -239,7 +239,7 @@ async def test_pipeline_limit_refuses_with_resource_error_and_loses_nothing(
             broker.publish_nowait("", [("q", PERSISTENT, b"3")])
         assert err.value.code == 506 and "pipeline_entries_max=2" in err.value.text
         with trio.fail_after(5):
-            await first[0].wait()
-            await second[0].wait()
+            await first[0][0].wait()
+            await second[0][0].wait()
         await broker.publish("", [("q", PERSISTENT, b"4")])
         assert broker.queue_info("q")["messages_ready"] == 3
