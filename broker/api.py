@@ -236,13 +236,14 @@ class Broker:
 
     def _publish_commands(
         self, vhost: str, exchange: str, messages: Sequence[Message], mandatory: bool
-    ) -> list[tuple[int, list[Any]]]:
+    ) -> list[tuple[int, list[Any], bool]]:
+        """``(offset, command, logged)`` per run of the batch that takes one path."""
         flags = 1 if mandatory else 0
         msgs = [[rk, props, body, flags] for rk, props, body in messages]
-        out: list[tuple[int, list[Any]]] = []
+        out: list[tuple[int, list[Any], bool]] = []
         offset = 0
-        for _logged, run in self.node.machine.split_publish(vhost, exchange, msgs):
-            out.append((offset, C.cmd_publish(vhost, exchange, run)))
+        for logged, run in self.node.machine.split_publish(vhost, exchange, msgs):
+            out.append((offset, C.cmd_publish(vhost, exchange, run), logged))
             offset += len(run)
         return out
 
@@ -258,9 +259,9 @@ class Broker:
         messages into durable queues: until they are on disk). The answer carries what a
         publisher confirm or basic.return needs."""
         pendings: list[tuple[int, Pending]] = []
-        for offset, cmd in self._publish_commands(vhost, exchange, messages, mandatory):
+        for offset, cmd, logged in self._publish_commands(vhost, exchange, messages, mandatory):
             pending = Pending()
-            self.node.submit(cmd, pending)
+            self.node.submit(cmd, pending, logged=logged)
             pendings.append((offset, pending))
         routed: list[int] = []
         rejected: list[int] = []
@@ -283,9 +284,9 @@ class Broker:
         ``pending`` resolves to the core's reply for the next ``count`` messages of the batch
         (see ``error_of`` and ``PublishResult``'s fields: ``[routed, rejected]``)."""
         out: list[tuple[Pending, int]] = []
-        for _offset, cmd in self._publish_commands(vhost, exchange, messages, mandatory):
+        for _offset, cmd, logged in self._publish_commands(vhost, exchange, messages, mandatory):
             pending = Pending()
-            self.node.submit(cmd, pending)
+            self.node.submit(cmd, pending, logged=logged)
             out.append((pending, len(cmd[3])))
         return out
 

@@ -275,9 +275,13 @@ class Node:
 
     # -- submitting commands -------------------------------------------------------------------
 
-    def submit(self, cmd: list[Any], pending: Pending | None = None) -> Any:
+    def submit(
+        self, cmd: list[Any], pending: Pending | None = None, *, logged: bool | None = None
+    ) -> Any:
         """Apply or propose ``cmd``. Returns the reply when it was applied at once; otherwise
-        ``pending`` (if given) is resolved later and ``None`` is returned."""
+        ``pending`` (if given) is resolved later and ``None`` is returned. ``logged`` is the
+        caller's answer to ``Machine.needs_log(cmd)`` against the current state, when it has
+        one (``split_publish`` gives it), saving the second routing."""
         if len(self._pipeline) >= self.config.pipeline_entries_max:
             raise BrokerError(
                 RESOURCE_ERROR,
@@ -289,7 +293,9 @@ class Node:
             self._pipeline.append([UNDECIDED, cmd, pending, 0, 1])
             self._barriers += 1
             return None
-        if self.machine.needs_log(cmd):
+        if logged is None:
+            logged = self.machine.needs_log(cmd)
+        if logged:
             index = self._propose(cmd)
             self._pipeline.append([index, cmd, pending, self._proposed_time_ms, barrier])
             self._barriers += barrier

@@ -137,6 +137,7 @@ async def _writer(wire: _Wire, conn: AMQPConnection) -> None:
             wire.pending_bytes = len(data)
             await stream.send_all(data)
             wire.last_send = trio.current_time()
+            conn.on_output_flushed()
         wire.pending_bytes = 0
         if not conn.out:
             wire.drained.set()

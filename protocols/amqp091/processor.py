@@ -97,6 +97,7 @@ class AMQPSettings:
     default_user_loopback_only: bool = True
     vhosts: tuple[str, ...] = ("/",)
     prefetch_count_max: int = 65535
+    no_ack_window: int = 2000
 
 
 def _reply_text(exc: BrokerError | AMQPError) -> str:
@@ -132,6 +133,7 @@ class Channel:
     tx: bool = False
     tx_ops: list[TxOp] = field(default_factory=list)
     last_queue: str = ""
+    autoack: list[int] = field(default_factory=list)  # no-ack deliveries not yet written
 
     # -- SessionSink -----------------------------------------------------------------------
 
@@ -157,6 +159,10 @@ class Channel:
         out = conn.out
         dtag = self.next_tag
         no_ack = consumer.no_ack
+        if no_ack:
+            # Settled once the frames have left through the socket (on_output_flushed).
+            self.autoack.extend([d[D_ID] for d in deliveries])
+            conn.autoack_channels[self.number] = self
         for d in deliveries:
             if not no_ack:
                 unacked[dtag] = d[D_ID]
@@ -229,6 +235,7 @@ class AMQPConnection:
         self.publishes_received = 0
         # Errors found in callbacks (confirms, publish replies) handled after the current batch.
         self._deferred: list[tuple[int, BrokerError]] = []
+        self.autoack_channels: dict[int, Channel] = {}
         self._handlers: dict[str, Callable[[Channel, Any], Any]] = {
             "Channel.Close": self._channel_close,
             "Channel.CloseOk": self._channel_close_ok,
@@ -263,6 +270,18 @@ class AMQPConnection:
     def send_method(self, channel: int, method: Any) -> None:
         self.out.append(codec.encode_method(channel, method))
         self.wake_writer()
+
+    def on_output_flushed(self) -> None:
+        """The output taken so far has been written to the socket: settle the no-ack
+        deliveries it carried, which lets the core send the next window."""
+        if not self.autoack_channels:
+            return
+        channels = list(self.autoack_channels.values())
+        self.autoack_channels.clear()
+        for ch in channels:
+            ids, ch.autoack = ch.autoack, []
+            if ids and ch.session and not ch.closing:
+                self.broker.settle_nowait(ch.session, ids, COMPLETE)
 
     def take_output(self) -> bytes:
         out = self.out
@@ -795,13 +814,15 @@ class AMQPConnection:
         ch.consumers[tag] = consumer
         ch.held[tag] = []
         try:
+            # A no-ack consumer takes a window of deliveries that are settled once written, so
+            # a queue of any length never floods the connection's memory.
             await self.broker.consume(
                 ch.session,
                 queue,
                 tag=tag,
                 vhost=self.vhost,
-                prefetch=ch.prefetch,
-                no_ack=m.no_ack,
+                prefetch=self.settings.no_ack_window if m.no_ack else ch.prefetch,
+                no_ack=False,
                 exclusive=m.exclusive,
                 arguments=m.arguments or {},
             )
