@@ -334,7 +334,7 @@ class Machine:
             return vh
         x = vh.exchanges.get(name)
         if x is None:
-            return self._no_exchange(vh, name)
+            return None  # deleting what is not there succeeds, as RabbitMQ
         if name == "" or name.startswith("amq."):
             return CoreError(
                 ACCESS_REFUSED,
@@ -508,7 +508,7 @@ class Machine:
             return vh
         q = vh.queues.get(name)
         if q is None:
-            return self._no_queue(vh, name)
+            return 0  # deleting what is not there succeeds, as RabbitMQ
         err = self._locked(q, session)
         if err is not None:
             return err
@@ -520,7 +520,7 @@ class Machine:
         if if_empty and q.ready_count:
             return CoreError(
                 PRECONDITION_FAILED,
-                f"PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' is not empty",
+                f"PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' not empty",
             )
         n = q.ready_count
         self._delete_queue(vh, q)

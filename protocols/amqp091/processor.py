@@ -101,7 +101,10 @@ class AMQPSettings:
 
 
 def _reply_text(exc: BrokerError | AMQPError) -> str:
-    return exc.text[:255]
+    """The reply text as it goes on the wire: ``NAME - detail``, at most 255 octets."""
+    text = exc.reply_text if isinstance(exc, AMQPError) else exc.text
+    raw = text.encode("utf-8")
+    return text if len(raw) <= 255 else raw[:255].decode("utf-8", "ignore")
 
 
 @dataclass(slots=True)
@@ -383,9 +386,7 @@ class AMQPConnection:
         ch = self.channels.get(number)
         if ch is None:
             raise AMQPError(
-                codec.CHANNEL_ERROR,
-                f"CHANNEL_ERROR - expected 'channel.open' on channel {number}",
-                channel=number,
+                codec.CHANNEL_ERROR, "expected 'channel.open'", channel=number, class_id=60
             )
         return None if ch.closing else ch
 
@@ -402,8 +403,9 @@ class AMQPConnection:
         if state != OPEN:
             raise AMQPError(
                 codec.COMMAND_INVALID,
-                f"COMMAND_INVALID - unexpected method {name} on channel {number}"
-                " during the handshake",
+                f"unexpected method {name} on channel {number} during the handshake",
+                class_id=method.frame_id >> 16,
+                method_id=method.frame_id & 0xFFFF,
             )
         if name == "Channel.Open":
             self._channel_open(number)
@@ -413,14 +415,18 @@ class AMQPConnection:
             if ch is not None and ch.closing:
                 del self.channels[number]
                 return
-        ch = self._channel(number)
+        try:
+            ch = self._channel(number)
+        except AMQPError as exc:
+            exc.class_id, exc.method_id = method.frame_id >> 16, method.frame_id & 0xFFFF
+            raise
         if ch is None:
             return
         handler = self._handlers.get(name)
         if handler is None:
             raise AMQPError(
                 codec.COMMAND_INVALID,
-                f"COMMAND_INVALID - unexpected method {name} on channel {number}",
+                f"unexpected method {name} on channel {number}",
                 channel=number,
                 class_id=method.frame_id >> 16,
                 method_id=method.frame_id & 0xFFFF,
@@ -497,10 +503,17 @@ class AMQPConnection:
             pass
         elif state == OPEN and name == "Connection.UpdateSecret":
             self.send_method(0, spec.Connection.UpdateSecretOk())
+        elif state == OPEN and not name.startswith("Connection."):
+            raise AMQPError(
+                codec.CHANNEL_ERROR,
+                "unexpected method in connection state running",
+                class_id=method.frame_id >> 16,
+                method_id=method.frame_id & 0xFFFF,
+            )
         else:
             raise AMQPError(
-                codec.COMMAND_INVALID if state != OPEN else codec.UNEXPECTED_FRAME,
-                f"COMMAND_INVALID - unexpected method {name} on channel 0",
+                codec.COMMAND_INVALID,
+                f"unexpected method {name} on channel 0",
                 class_id=method.frame_id >> 16,
                 method_id=method.frame_id & 0xFFFF,
             )
@@ -525,29 +538,26 @@ class AMQPConnection:
             table = _parse_amqplain(bytes(raw))
             user, password = table.get("LOGIN"), table.get("PASSWORD")
         else:
-            raise AMQPError(
-                codec.ACCESS_REFUSED,
-                f"ACCESS_REFUSED - unsupported authentication mechanism '{mechanism}'",
-                class_id=10,
-                method_id=11,
-            )
+            # As RabbitMQ: an unknown mechanism ends the connection without a reply.
+            self._close_silently(f"unsupported authentication mechanism '{mechanism}'")
+            return
         s = self.settings
         ok = user == s.default_user and password == s.default_pass
-        if ok and s.default_user_loopback_only and not _is_loopback(self.peer):
-            raise AMQPError(
-                codec.ACCESS_REFUSED,
-                f"ACCESS_REFUSED - user '{user}' can only connect via localhost",
-                class_id=10,
-                method_id=11,
-            )
+        reason = None
         if not ok:
-            raise AMQPError(
-                codec.ACCESS_REFUSED,
-                f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}."
-                " For details see the broker logfile.",
-                class_id=10,
-                method_id=11,
+            reason = (
+                f"Login was refused using authentication mechanism {mechanism}."
+                " For details see the broker logfile."
             )
+        elif s.default_user_loopback_only and not _is_loopback(self.peer):
+            reason = f"user '{user}' can only connect via localhost"
+        if reason is not None:
+            log.info("amqp login refused", extra={"peer": _fmt_peer(self.peer), "user": user})
+            if self.client_capabilities.get("authentication_failure_close"):
+                raise AMQPError(codec.ACCESS_REFUSED, reason)
+            # Clients that do not announce authentication_failure_close get a plain close.
+            self._close_silently(reason)
+            return
         self.user = user or ""
         self.state = TUNE_OK
         self.send_method(
@@ -559,28 +569,41 @@ class AMQPConnection:
 
     def _tune_ok(self, method: Any) -> None:
         s = self.settings
-        frame_max = method.frame_max or s.frame_max
-        if frame_max < codec.FRAME_MIN_SIZE or frame_max > s.frame_max:
+        # A client may lower the server's limits, never raise them (0 asks for no limit).
+        frame_max, channel_max = method.frame_max, method.channel_max
+        if not codec.FRAME_MIN_SIZE <= frame_max <= s.frame_max:
             raise AMQPError(
                 codec.NOT_ALLOWED,
-                f"NOT_ALLOWED - negotiated frame_max = {frame_max} is outside"
+                f"negotiated frame_max = {frame_max} is outside"
                 f" [{codec.FRAME_MIN_SIZE}, {s.frame_max}]",
                 class_id=10,
                 method_id=31,
             )
-        channel_max = method.channel_max or s.channel_max
+        if not 0 < channel_max <= s.channel_max:
+            raise AMQPError(
+                codec.NOT_ALLOWED,
+                f"negotiated channel_max = {channel_max} is outside [1, {s.channel_max}]",
+                class_id=10,
+                method_id=31,
+            )
         self.frame_max = frame_max
         self.decoder.frame_max = frame_max
-        self.channel_max = min(channel_max, s.channel_max)
+        self.channel_max = channel_max
         self.heartbeat_s = method.heartbeat
         self.state = OPEN_WAIT
+
+    def _close_silently(self, reason: str) -> None:
+        """End the connection without connection.close (as RabbitMQ does for some refusals
+        during the handshake)."""
+        self.closed_reason = reason
+        self.state = CLOSED
 
     def _open(self, method: Any) -> None:
         vhost = method.virtual_host or "/"
         if vhost not in self.settings.vhosts:
             raise AMQPError(
                 codec.NOT_ALLOWED,
-                f"NOT_ALLOWED - vhost {vhost} not found",
+                f"vhost {vhost} not found",
                 class_id=10,
                 method_id=40,
             )
@@ -607,19 +630,17 @@ class AMQPConnection:
         if number in self.channels:
             raise AMQPError(
                 codec.CHANNEL_ERROR,
-                f"CHANNEL_ERROR - second 'channel.open' seen on channel {number}",
+                "second 'channel.open' seen",
                 channel=number,
                 class_id=20,
                 method_id=10,
             )
-        if number > self.channel_max:
+        if len(self.channels) >= self.channel_max or number > self.channel_max:
             raise AMQPError(
                 codec.NOT_ALLOWED,
-                f"NOT_ALLOWED - number of channels opened ({number}) has reached the negotiated"
+                f"number of channels opened ({len(self.channels)}) has reached the negotiated"
                 f" channel_max ({self.channel_max})",
                 channel=number,
-                class_id=20,
-                method_id=10,
             )
         ch = Channel(number, self)
         ch.session = self.broker.open_session(ch, connection=self.session, channel=number)
@@ -700,7 +721,7 @@ class AMQPConnection:
         if not ch.last_queue:
             raise AMQPError(
                 codec.NOT_ALLOWED,
-                "NOT_ALLOWED - queue name '' is not allowed: no queue declared on this channel",
+                "queue name '' is not allowed: no queue declared on this channel",
                 channel=ch.number,
                 class_id=class_id,
                 method_id=method_id,
@@ -805,7 +826,7 @@ class AMQPConnection:
         if tag in ch.consumers:
             raise AMQPError(
                 codec.NOT_ALLOWED,
-                f"NOT_ALLOWED - attempt to reuse consumer tag '{tag}'",
+                f"attempt to reuse consumer tag '{tag}'",
                 channel=ch.number,
                 class_id=60,
                 method_id=20,
