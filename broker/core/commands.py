@@ -34,9 +34,9 @@ op  name              fields after the opcode                              reply
 ==  ================  ===================================================  ===================
 
 ``msgs`` of PUBLISH is a list of ``[routing_key, props, body, flags]`` (flags bit 0:
-mandatory). ``routed`` is the list of per-message queue counts (0 = unroutable) and
-``rejected`` the positions refused by a reject-publish overflow. A PUBLISH carries at
-most ``PUBLISH_BATCH_MAX`` messages.
+mandatory; bit 1: retain, see ``FLAG_RETAIN``). ``routed`` is the list of per-message
+queue counts (0 = unroutable) and ``rejected`` the positions refused by a reject-publish
+overflow. A PUBLISH carries at most ``PUBLISH_BATCH_MAX`` messages.
 
 ``exclusive`` of DECLARE_QUEUE makes ``session`` the owner. ``dest_kind`` is
 ``"queue"`` or ``"exchange"``. SETTLE ``op`` is one of ``SETTLE_COMPLETE``,
@@ -117,6 +117,10 @@ SETTLE_MODIFY = 3
 SETTLE_OPS = (SETTLE_COMPLETE, SETTLE_REQUEUE, SETTLE_DISCARD, SETTLE_MODIFY)
 
 FLAG_MANDATORY = 1
+#: PUBLISH flag: keep this message as the exchange's retained message for its routing key (an
+#: empty body clears it); later subscribers read it with ``Machine.retained``. MQTT retained
+#: messages use it. Retained messages are always logged.
+FLAG_RETAIN = 2
 
 #: Message ids of a logged apply are ``index * COPIES_PER_COMMAND_MAX + k``.
 COPIES_PER_COMMAND_MAX = 65536
@@ -230,9 +234,10 @@ def msg(
     props: dict[str, Any] | None = None,
     *,
     mandatory: bool = False,
+    retain: bool = False,
 ) -> Msg:
     """One message of a PUBLISH batch."""
-    flags = FLAG_MANDATORY if mandatory else 0
+    flags = (FLAG_MANDATORY if mandatory else 0) | (FLAG_RETAIN if retain else 0)
     return [routing_key, props if props is not None else {}, body, flags]
 
 

@@ -121,7 +121,7 @@ def _qname(q: Queue) -> str:
 
 
 class VHost:
-    __slots__ = ("name", "exchanges", "queues", "by_dest", "route_cache")
+    __slots__ = ("name", "exchanges", "queues", "by_dest", "route_cache", "retained")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -130,6 +130,8 @@ class VHost:
         #: bindings by destination (kind, name)
         self.by_dest: dict[tuple[str, str], dict[Binding, None]] = {}
         self.route_cache: dict[tuple[str, str], tuple[tuple[Queue, ...], tuple[Queue, ...]]] = {}
+        #: (exchange, routing key) -> (props, body): the retained message of each key
+        self.retained: dict[tuple[str, str], tuple[dict[str, Any], bytes]] = {}
         for name_, type_ in DEFAULT_EXCHANGES:
             self.exchanges[name_] = Exchange(name_, type_, True, False, False, {})
 
@@ -733,6 +735,12 @@ class Machine:
         logged_apply = self._index > 0
         enqueue = self._enqueue
         append = routed.append
+        for m in msgs:
+            if m[3] & C.FLAG_RETAIN:
+                if m[2]:
+                    vh.retained[(exname, m[0])] = (m[1], m[2])
+                else:
+                    vh.retained.pop((exname, m[0]), None)
         if x.type == DEFAULT:
             queues = vh.queues
             for pos, m in enumerate(msgs):
@@ -1417,8 +1425,8 @@ class Machine:
         targets = self._targets
         for m in msgs:
             props = m[1]
-            need = False
-            if props and props.get("delivery_mode") == 2:
+            need = bool(m[3] & C.FLAG_RETAIN)  # retained messages are always durable
+            if not need and props and props.get("delivery_mode") == 2:
                 need = bool(targets(vh, x, m[0], props.get("headers"))[0])
             if cur and need != cur_flag:
                 runs.append((cur_flag, cur))
@@ -1430,6 +1438,13 @@ class Machine:
         return runs
 
     # ------------------------------------------------------------------ read queries
+
+    def retained(self, vhost: str, exchange: str) -> list[tuple[str, dict[str, Any], bytes]]:
+        """Every retained message of ``exchange``: ``(routing_key, props, body)``."""
+        vh = self.vhosts.get(vhost)
+        if vh is None:
+            return []
+        return [(rk, p, b) for (x, rk), (p, b) in vh.retained.items() if x == exchange]
 
     def exchange_exists(self, vhost: str, name: str) -> bool:
         vh = self.vhosts.get(vhost)

@@ -108,6 +108,7 @@ def dump_snapshot(machine: Machine) -> bytes:
                 exchanges,
                 queues,
                 [[b.source, b.kind, b.dest, b.routing_key, b.arguments] for b in bindings],
+                [[x, rk, p, b] for (x, rk), (p, b) in sorted(vh.retained.items())],
             ]
         )
     sessions = []
@@ -162,8 +163,10 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
     machine.sessions = sess
     from broker.core.machine import VHost
 
-    for vname, exchanges, queues, bindings in vhosts:
+    for vname, exchanges, queues, bindings, retained in vhosts:
         vh = machine.vhosts.setdefault(vname, VHost(vname))
+        for x, rk, p, b in retained:
+            vh.retained[(x, rk)] = (p, b)
         for name, type_, durable, auto_delete, internal, arguments in exchanges:
             vh.exchanges[name] = Exchange(name, type_, durable, auto_delete, internal, arguments)
         for name, auto_delete, arguments, next_seq, last_used, order, msgs in queues:

@@ -215,3 +215,22 @@ def test_codec_wrong_shapes(obj: object) -> None:
             fn(data)
         except DecodeError:
             pass
+
+
+def test_retained_messages_set_replace_clear_and_survive_a_snapshot() -> None:
+    h = Harness()
+    m = h.m
+    retain = C.cmd_publish(V, "amq.topic", [C.msg("a.b", b"one", {}, retain=True)])
+    # retained messages are durable even when transient and unroutable
+    assert m.needs_log(retain)
+    assert h.ok(retain) == [[0], []]
+    h.ok(C.cmd_publish(V, "amq.topic", [C.msg("a.c", b"other", P, retain=True)]))
+    h.ok(C.cmd_publish(V, "amq.topic", [C.msg("a.b", b"two", P, retain=True)]))
+    h.ok(C.cmd_publish(V, "amq.topic", [C.msg("a.b", b"not kept", P)]))
+    assert sorted(m.retained(V, "amq.topic")) == [("a.b", P, b"two"), ("a.c", P, b"other")]
+    restored = Machine.restore(m.snapshot())
+    assert sorted(restored.retained(V, "amq.topic")) == sorted(m.retained(V, "amq.topic"))
+    assert restored.snapshot() == m.snapshot()
+    h.ok(C.cmd_publish(V, "amq.topic", [C.msg("a.b", b"", P, retain=True)]))  # empty clears
+    assert m.retained(V, "amq.topic") == [("a.c", P, b"other")]
+    assert m.retained(V, "amq.direct") == []
