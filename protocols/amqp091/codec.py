@@ -7,21 +7,30 @@ one assembled :class:`Publish`; ``basic.ack`` from a consumer surfaces as :class
 pamqp. Encoders return bytes ready for the socket; deliveries, get-oks, returns and publisher
 confirms are built with ``struct`` directly.
 
-Framing rules enforced by :meth:`Decoder.events` (codes as RabbitMQ reports them):
+Framing rules enforced by :meth:`Decoder.events`, with RabbitMQ's reply codes and texts
+(``rabbit_reader``, ``rabbit_command_assembler``; payloads are printed as Erlang binaries, see
+:func:`_erlang_binary`, "all octets" up to 16 and "first 16 octets" beyond):
 
-* a frame whose payload exceeds ``frame_max - 8`` -> 501 FRAME_ERROR (detected from the
-  7-byte frame header, before the payload arrives);
-* a frame-end octet other than 0xCE -> 501 FRAME_ERROR;
+* a frame whose payload exceeds ``frame_max - 8`` -> 501 "type T, all octets = <<>>:
+  {frame_too_large,SIZE,MAX}" (detected from the 7-byte frame header, before the payload
+  arrives);
+* a frame-end octet other than 0xCE -> 501 "type T, all octets = <<...>>:
+  {invalid_frame_end_marker,N}";
 * an unknown frame type, a method frame shorter than 4 octets, a header frame shorter than
-  12 octets, a heartbeat with a payload -> 501 FRAME_ERROR;
-* a heartbeat on a channel other than 0 -> 505 UNEXPECTED_FRAME (RabbitMQ's choice; the
-  spec says 501);
-* a content header or body frame with no publish in progress on its channel, a method frame
-  while a content is in progress on its channel, a header for another class -> 505
-  UNEXPECTED_FRAME;
+  12 octets, a heartbeat with a payload -> 501 "type T, all octets = <<...>>: unknown_frame";
+* a heartbeat on a channel other than 0, a content header or body on channel 0 -> 505
+  "type T, all octets = <<...>>" (RabbitMQ's choice; the spec says 501 for a heartbeat);
+* a content header or body frame with no publish in progress on its channel -> 505 "expected
+  method frame, got non method frame instead"; a method or body frame where a header is due,
+  a method or header frame where a body is due, a header for another class -> 505 "expected
+  content header/body ..." with basic.publish's ids;
+* method arguments that do not decode -> 501 "cannot decode <<...>>" with the method's ids
+  (short strings that are not UTF-8 included: RabbitMQ takes them as binaries, the broker
+  keeps names as text);
 * body frames that carry more octets than the header announced -> 501 FRAME_ERROR;
-* a malformed method payload or property list -> 502 SYNTAX_ERROR;
-* an unknown class/method id -> 540 NOT_IMPLEMENTED;
+* a malformed property list -> 502 SYNTAX_ERROR;
+* an unknown class/method id -> 540 NOT_IMPLEMENTED with those ids (RabbitMQ 3.10 drops
+  the socket without a reason);
 * ``basic.publish`` on channel 0 -> 503 COMMAND_INVALID.
 
 Every one of these is fatal for the connection: the decoder cannot resynchronise after it,
@@ -142,11 +151,12 @@ class AMQPError(Exception):
 
     @property
     def reply_text(self) -> str:
-        """``NAME - text`` as it goes into connection.close / channel.close (max 255 octets)."""
+        """``NAME - text`` as it goes into connection.close / channel.close: at most 255
+        octets; a longer text is cut to its first 252 octets and "..." as RabbitMQ does."""
         text = f"{REPLY_NAMES.get(self.code, str(self.code))} - {self.text}"
         raw = text.encode("utf-8")
         if len(raw) > 255:
-            text = raw[:255].decode("utf-8", "ignore")
+            text = raw[:252].decode("utf-8", "ignore") + "..."
         return text
 
     def __str__(self) -> str:
@@ -576,8 +586,67 @@ class _Content:
         self.skip = False
 
 
-def _snippet(data: bytes) -> str:
-    return data[:16].hex()
+ERLANG_BINARY_OCTETS_MAX = 255
+"""Octets :func:`_erlang_binary` prints before it elides the rest with "...". Every octet takes
+at least one character, so a text cut here already runs past the 255-octet reply text, and the
+elision never shows in what goes on the wire."""
+
+# Erlang's ~p prints a binary as a string when every octet is printable: ASCII 32..126 and
+# these escapes (latin-1 160..255 would print too, as raw octets that are not UTF-8; those
+# binaries are printed as numbers here instead).
+_ERLANG_ESCAPES = {
+    0x22: '\\"',
+    0x5C: "\\\\",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x0B: "\\v",
+    0x08: "\\b",
+    0x0C: "\\f",
+    0x1B: "\\e",
+}
+_ERLANG_STRING = {i: chr(i) for i in range(0x20, 0x7F)} | _ERLANG_ESCAPES
+
+
+def _erlang_binary(data: bytes, *, strings: bool = True) -> str:
+    """``data`` as Erlang prints a binary: ``<<"abc">>`` when it is printable and ``strings``
+    (``~p``), else ``<<0,20>>`` (always for ``~w``); ``<<>>`` when empty. At most
+    :data:`ERLANG_BINARY_OCTETS_MAX` octets are shown, then "..." as Erlang's depth-limited
+    ``~P`` does."""
+    if not data:
+        return "<<>>"
+    shown = data[:ERLANG_BINARY_OCTETS_MAX]
+    more = len(data) > len(shown)
+    if strings:
+        chars = _ERLANG_STRING
+        if all(octet in chars for octet in shown):
+            text = "".join([chars[octet] for octet in shown])
+            return f'<<"{text}"...>>' if more else f'<<"{text}">>'
+    numbers = ",".join(map(str, shown))
+    return f"<<{numbers},...>>" if more else f"<<{numbers}>>"
+
+
+def _octets(data: bytes) -> str:
+    """RabbitMQ's payload snippet in frame errors: "all octets = <<...>>" for up to 16
+    octets, else "first 16 octets = <<...>>"."""
+    if len(data) <= 16:
+        return f"all octets = {_erlang_binary(data)}"
+    return f"first 16 octets = {_erlang_binary(data[:16])}"
+
+
+def _unknown_frame(ftype: int, ch: int, payload: bytes) -> AMQPError:
+    return AMQPError(FRAME_ERROR, f"type {ftype}, {_octets(payload)}: unknown_frame", channel=ch)
+
+
+def _cannot_decode(ch: int, cm: int, args: bytes) -> AMQPError:
+    """Method arguments that do not decode, as RabbitMQ reports them (``~w``: numbers)."""
+    return AMQPError(
+        FRAME_ERROR,
+        f"cannot decode {_erlang_binary(args, strings=False)}",
+        channel=ch,
+        class_id=cm >> 16,
+        method_id=cm & 0xFFFF,
+    )
 
 
 class Decoder:
@@ -670,18 +739,11 @@ class Decoder:
         try:
             while n - pos >= 7:
                 ftype, ch, size = unpack_hdr(buf, pos)
-                if ftype == 0 or (ftype > 3 and ftype != FRAME_HEARTBEAT):
-                    raise AMQPError(
-                        FRAME_ERROR,
-                        f"type {ftype}, first 16 octets = {_snippet(buf[pos + 7 :])}: "
-                        "unknown_frame",
-                        channel=ch,
-                    )
                 if size > payload_max:
                     raise AMQPError(
                         FRAME_ERROR,
-                        f"type {ftype}, frame size {size} larger than the negotiated "
-                        f"maximum {payload_max}: frame_too_large",
+                        f"type {ftype}, all octets = <<>>: "
+                        f"{{frame_too_large,{size},{payload_max}}}",
                         channel=ch,
                     )
                 p = pos + 7
@@ -691,16 +753,13 @@ class Decoder:
                 if buf[end] != FRAME_END:
                     raise AMQPError(
                         FRAME_ERROR,
-                        f"type {ftype}, invalid frame end marker {buf[end]:#04x}",
+                        f"type {ftype}, {_octets(buf[p:end])}: "
+                        f"{{invalid_frame_end_marker,{buf[end]}}}",
                         channel=ch,
                     )
                 if ftype == FRAME_METHOD:
                     if size < 4:
-                        raise AMQPError(
-                            FRAME_ERROR,
-                            f"type 1, all octets = {_snippet(buf[p:end])}: method frame too short",
-                            channel=ch,
-                        )
+                        raise _unknown_frame(ftype, ch, buf[p:end])
                     cm = unpack_u32(buf, p)[0]
                     if ch in contents:
                         self._unexpected_method(ch, contents[ch], cm)
@@ -717,26 +776,14 @@ class Decoder:
                             q += 1
                             rk = buf[q : q + rl]
                             q += rl
-                        if q >= end:
-                            raise AMQPError(
-                                SYNTAX_ERROR,
-                                "basic.publish arguments truncated",
-                                channel=ch,
-                                class_id=60,
-                                method_id=40,
-                            )
+                        if q + 1 != end:
+                            raise _cannot_decode(ch, cm, buf[p + 4 : end])
                         bits = buf[q]
                         try:
                             exchange = ex.decode("utf-8")
                             routing_key = rk.decode("utf-8")
                         except UnicodeDecodeError:
-                            raise AMQPError(
-                                SYNTAX_ERROR,
-                                "basic.publish exchange or routing key is not UTF-8",
-                                channel=ch,
-                                class_id=60,
-                                method_id=40,
-                            ) from None
+                            raise _cannot_decode(ch, cm, buf[p + 4 : end]) from None
                         if ch == 0:
                             raise AMQPError(
                                 COMMAND_INVALID,
@@ -817,14 +864,8 @@ class Decoder:
                         )
                         continue
                     if cm == _ACK:
-                        if size < 13:
-                            raise AMQPError(
-                                SYNTAX_ERROR,
-                                "basic.ack arguments truncated",
-                                channel=ch,
-                                class_id=60,
-                                method_id=80,
-                            )
+                        if size != 13:
+                            raise _cannot_decode(ch, cm, buf[p + 4 : end])
                         tag, bits = _ACK_ARGS.unpack_from(buf, p + 4)
                         append(_new_tuple(Ack, (ch, tag, bool(bits & 1))))
                     else:
@@ -832,7 +873,7 @@ class Decoder:
                 elif ftype == FRAME_BODY:
                     content = contents.get(ch)
                     if content is None or content.props is None:
-                        raise self._unexpected_content(ch, content, "body")
+                        raise self._unexpected_content(ftype, ch, content, buf[p:end])
                     content.remaining -= size
                     if content.remaining < 0:
                         raise AMQPError(
@@ -851,15 +892,11 @@ class Decoder:
                             body = parts[0] if len(parts) == 1 else b"".join(parts)
                             append(self._publish(ch, content, body))
                 elif ftype == FRAME_HEADER:
+                    if size < 12:
+                        raise _unknown_frame(ftype, ch, buf[p:end])
                     content = contents.get(ch)
                     if content is None or content.props is not None:
-                        raise self._unexpected_content(ch, content, "header")
-                    if size < 12:
-                        raise AMQPError(
-                            FRAME_ERROR,
-                            f"type 2, all octets = {_snippet(buf[p:end])}: header frame too short",
-                            channel=ch,
-                        )
+                        raise self._unexpected_content(ftype, ch, content, buf[p:end])
                     cls, weight, body_size = _CONTENT_HDR.unpack_from(buf, p)
                     if cls != CLASS_BASIC:
                         raise AMQPError(
@@ -892,21 +929,14 @@ class Decoder:
                         del contents[ch]
                         if not content.skip:
                             append(self._publish(ch, content, b""))
-                else:  # heartbeat
+                elif ftype == FRAME_HEARTBEAT:
                     if size:
-                        raise AMQPError(
-                            FRAME_ERROR,
-                            f"type 8, all octets = {_snippet(buf[p:end])}: heartbeat with a "
-                            "payload",
-                            channel=ch,
-                        )
+                        raise _unknown_frame(ftype, ch, buf[p:end])
                     if ch:
-                        raise AMQPError(
-                            UNEXPECTED_FRAME,
-                            f"type 8, channel {ch}: heartbeat on a channel other than 0",
-                            channel=ch,
-                        )
+                        raise AMQPError(UNEXPECTED_FRAME, "type 8, all octets = <<>>", channel=ch)
                     append(_HEARTBEAT_EVENT)
+                else:
+                    raise _unknown_frame(ftype, ch, buf[p:end])
                 pos = end + 1
         finally:
             self._pos = pos
@@ -950,12 +980,11 @@ class Decoder:
         raise AMQPError(UNEXPECTED_FRAME, text, channel=ch, class_id=60, method_id=40)
 
     @staticmethod
-    def _unexpected_content(ch: int, content: _Content | None, kind: str) -> AMQPError:
+    def _unexpected_content(
+        ftype: int, ch: int, content: _Content | None, payload: bytes
+    ) -> AMQPError:
         if ch == 0:
-            return AMQPError(
-                UNEXPECTED_FRAME,
-                f"type {2 if kind == 'header' else 3}, content {kind} on channel 0",
-            )
+            return AMQPError(UNEXPECTED_FRAME, f"type {ftype}, {_octets(payload)}")
         if content is None:
             text = "expected method frame, got non method frame instead"
             return AMQPError(UNEXPECTED_FRAME, text, channel=ch)
@@ -984,14 +1013,8 @@ class Decoder:
                 value = getattr(method, attr, None)
                 if value:
                     setattr(method, attr, _plain(value))
-        except Exception as exc:  # pamqp raises many types on malformed input
-            raise AMQPError(
-                SYNTAX_ERROR,
-                f"cannot decode {getattr(cls, 'name', cm)}: {type(exc).__name__}",
-                channel=ch,
-                class_id=class_id,
-                method_id=method_id,
-            ) from None
+        except Exception:  # pamqp raises many types on malformed input
+            raise _cannot_decode(ch, cm, args) from None
         return method
 
 

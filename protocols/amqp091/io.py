@@ -27,6 +27,8 @@ class IOLimits:
     outbuf_bytes_max: int = 16 << 20
     handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0
+    discard_after_error_s: float = 1.0
+    discard_after_error_bytes_max: int = 4 << 20
 
 
 class _Wire:
@@ -119,12 +121,33 @@ async def _reader(wire: _Wire, conn: AMQPConnection, limits: IOLimits) -> None:
         try:
             events = decoder.events()
         except codec.AMQPError as exc:
-            await conn.handle_events(getattr(exc, "events", None) or [])
-            conn.connection_error(exc.code, exc.text, exc.class_id, exc.method_id)
-            continue
+            # The frame boundary may be lost: say why, flush, and close without waiting for a
+            # close-ok that could not be read.
+            await conn.handle_events(exc.events)
+            conn.connection_error(exc.code, exc.reply_text, exc.class_id, exc.method_id)
+            await _flush_then_discard(wire, conn, limits)
+            return
         if events:
             await conn.handle_events(events)
         wire.pending_bytes = sum(map(len, conn.out))
+
+
+async def _flush_then_discard(wire: _Wire, conn: AMQPConnection, limits: IOLimits) -> None:
+    """After a framing error: let connection.close reach the peer, then read and drop what it
+    still sends for a moment, so closing does not reset the connection (a reset can destroy
+    the close frame in the peer's receive buffer before it reads it)."""
+    if conn.out:
+        wire.drained = trio.Event()
+        wire.wake_writer()
+        with trio.move_on_after(limits.close_timeout_s):
+            await wire.drained.wait()
+    discarded = 0
+    with trio.move_on_after(limits.discard_after_error_s):
+        while discarded < limits.discard_after_error_bytes_max:
+            data = await wire.stream.receive_some(limits.read_bytes_max)
+            if not data:
+                break
+            discarded += len(data)
 
 
 async def _writer(wire: _Wire, conn: AMQPConnection) -> None:

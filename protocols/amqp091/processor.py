@@ -404,8 +404,8 @@ class AMQPConnection:
             raise AMQPError(
                 codec.COMMAND_INVALID,
                 f"unexpected method {name} on channel {number} during the handshake",
-                class_id=method.frame_id >> 16,
-                method_id=method.frame_id & 0xFFFF,
+                class_id=method.index >> 16,
+                method_id=method.index & 0xFFFF,
             )
         if name == "Channel.Open":
             self._channel_open(number)
@@ -418,7 +418,7 @@ class AMQPConnection:
         try:
             ch = self._channel(number)
         except AMQPError as exc:
-            exc.class_id, exc.method_id = method.frame_id >> 16, method.frame_id & 0xFFFF
+            exc.class_id, exc.method_id = method.index >> 16, method.index & 0xFFFF
             raise
         if ch is None:
             return
@@ -428,13 +428,13 @@ class AMQPConnection:
                 codec.COMMAND_INVALID,
                 f"unexpected method {name} on channel {number}",
                 channel=number,
-                class_id=method.frame_id >> 16,
-                method_id=method.frame_id & 0xFFFF,
+                class_id=method.index >> 16,
+                method_id=method.index & 0xFFFF,
             )
         try:
             await handler(ch, method)
         except BrokerError as exc:
-            await self._channel_error(ch, exc, method.frame_id >> 16, method.frame_id & 0xFFFF)
+            await self._channel_error(ch, exc, method.index >> 16, method.index & 0xFFFF)
 
     async def _channel_error(
         self, ch: Channel, exc: BrokerError, class_id: int, method_id: int
@@ -507,15 +507,15 @@ class AMQPConnection:
             raise AMQPError(
                 codec.CHANNEL_ERROR,
                 "unexpected method in connection state running",
-                class_id=method.frame_id >> 16,
-                method_id=method.frame_id & 0xFFFF,
+                class_id=method.index >> 16,
+                method_id=method.index & 0xFFFF,
             )
         else:
             raise AMQPError(
                 codec.COMMAND_INVALID,
                 f"unexpected method {name} on channel 0",
-                class_id=method.frame_id >> 16,
-                method_id=method.frame_id & 0xFFFF,
+                class_id=method.index >> 16,
+                method_id=method.index & 0xFFFF,
             )
 
     def _start_ok(self, method: Any) -> None:

@@ -96,6 +96,15 @@ def raises_code(code: int, data: bytes, **kw: Any) -> AMQPError:
     return info.value
 
 
+def close_args(data: bytes, **kw: Any) -> tuple[int, str, int, int]:
+    """connection.close's code, reply text, class and method ids for the error ``data``
+    raises."""
+    with pytest.raises(AMQPError) as info:
+        decode_all(data, **kw)
+    err = info.value
+    return err.code, err.reply_text, err.class_id, err.method_id
+
+
 # ---------------------------------------------------------------------------------------------
 # Strategies
 
@@ -544,10 +553,15 @@ def test_frame_max_is_checked_from_the_frame_header() -> None:
         dec.events()
     assert info.value.code == codec.FRAME_ERROR
     assert info.value.reply_text.startswith("FRAME_ERROR - ")
+    assert info.value.reply_text == (
+        "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4089,4088}"
+    )
+    assert (info.value.class_id, info.value.method_id) == (0, 0)
     dec = decoder(frame_max=4096)
     dec.feed(struct.pack(">BHI", 1, 0, 100 << 20))
-    with pytest.raises(AMQPError):
+    with pytest.raises(AMQPError) as info:
         dec.events()
+    assert info.value.text == "type 1, all octets = <<>>: {frame_too_large,104857600,4088}"
 
 
 def test_frame_of_exactly_frame_max_is_accepted() -> None:
@@ -566,11 +580,73 @@ def test_frame_max_can_be_changed_after_tune() -> None:
 
 def test_bad_frame_end() -> None:
     raises_code(codec.FRAME_ERROR, frame(8, 0, b"", end=0x00))
+    for end in (0x00, 0xCD, 0xFF):
+        assert close_args(frame(1, 1, struct.pack(">HH", 20, 10) + b"\x00", end=end)) == (
+            501,
+            "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: "
+            f"{{invalid_frame_end_marker,{end}}}",
+            0,
+            0,
+        )
 
 
 def test_unknown_frame_type() -> None:
     for ftype in (0, 4, 7, 9, 255):
         raises_code(codec.FRAME_ERROR, frame(ftype, 0, b""))
+    assert close_args(frame(7, 1, b"abc")) == (
+        501,
+        'FRAME_ERROR - type 7, all octets = <<"abc">>: unknown_frame',
+        0,
+        0,
+    )
+    # the payload is awaited: the text shows it
+    dec = decoder()
+    dec.feed(frame(7, 1, b"abc")[:-2])
+    assert dec.events() == []
+
+
+def test_short_frames_are_unknown_frames() -> None:
+    assert close_args(frame(1, 1, b""))[:2] == (
+        501,
+        "FRAME_ERROR - type 1, all octets = <<>>: unknown_frame",
+    )
+    assert close_args(frame(1, 1, b"\x00\x3c"))[1] == (
+        "FRAME_ERROR - type 1, all octets = <<0,60>>: unknown_frame"
+    )
+    # a short header is a framing error before it is an unexpected one
+    assert close_args(frame(2, 1, b"\x00\x3c\x00"))[1] == (
+        "FRAME_ERROR - type 2, all octets = <<0,60,0>>: unknown_frame"
+    )
+    assert close_args(frame(8, 0, b"x"))[1] == (
+        'FRAME_ERROR - type 8, all octets = <<"x">>: unknown_frame'
+    )
+
+
+def test_erlang_binary() -> None:
+    fmt = codec._erlang_binary
+    assert fmt(b"") == "<<>>"
+    assert fmt(b"abc") == '<<"abc">>'
+    assert fmt(b"a b~") == '<<"a b~">>'
+    assert fmt(b'say "hi"\\\n\t') == '<<"say \\"hi\\"\\\\\\n\\t">>'
+    assert fmt(b"\x00\x14") == "<<0,20>>"
+    assert fmt(b"ab\x00") == "<<97,98,0>>"
+    assert fmt(b"\x7f") == "<<127>>"
+    assert fmt(b"\xe9t\xe9") == "<<233,116,233>>"  # latin-1: printed as numbers
+    assert fmt(b"abc", strings=False) == "<<97,98,99>>"
+    cap = codec.ERLANG_BINARY_OCTETS_MAX
+    assert fmt(b"x" * (cap + 1)) == '<<"' + "x" * cap + '"...>>'
+    assert fmt(b"\x01" * (100 << 10)) == "<<" + "1," * cap + "...>>"
+    assert codec._octets(bytes(range(17))) == (
+        "first 16 octets = <<0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15>>"
+    )
+    assert codec._octets(b"a" * 16) == 'all octets = <<"aaaaaaaaaaaaaaaa">>'
+
+
+def test_reply_text_is_cut_as_rabbitmq_cuts_it() -> None:
+    err = AMQPError(codec.FRAME_ERROR, "x" * 300)
+    assert err.reply_text == "FRAME_ERROR - " + "x" * (252 - 14) + "..."
+    assert len(err.reply_text.encode()) == 255
+    assert AMQPError(codec.FRAME_ERROR, "x" * 241).reply_text == "FRAME_ERROR - " + "x" * 241
 
 
 def test_body_without_header_and_header_without_publish() -> None:
@@ -578,6 +654,26 @@ def test_body_without_header_and_header_without_publish() -> None:
     raises_code(codec.UNEXPECTED_FRAME, content_header(1, 1))
     raises_code(codec.UNEXPECTED_FRAME, publish(1) + body(1, b"x"))
     raises_code(codec.UNEXPECTED_FRAME, body(0, b"x"))
+    no_method = (
+        505,
+        "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+        0,
+        0,
+    )
+    assert close_args(body(1, b"abc")) == no_method
+    assert close_args(content_header(1, 3)) == no_method
+    assert close_args(publish(1) + content_header(1, 3) + body(2, b"abc")) == no_method
+    assert close_args(publish(1) + body(1, b"x")) == (
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got non content header "
+        "frame instead",
+        60,
+        40,
+    )
+    assert close_args(body(0, b"abc"))[1] == 'UNEXPECTED_FRAME - type 3, all octets = <<"abc">>'
+    assert close_args(body(0, bytes(20)))[1] == (
+        "UNEXPECTED_FRAME - type 3, first 16 octets = <<0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0>>"
+    )
 
 
 def test_method_while_content_in_progress() -> None:
@@ -585,6 +681,11 @@ def test_method_while_content_in_progress() -> None:
     assert "expected content header" in err.text
     err = raises_code(codec.UNEXPECTED_FRAME, publish(1) + content_header(1, 5) + ack(1, 1, False))
     assert "expected content body" in err.text
+    assert (err.reply_text, err.class_id, err.method_id) == (
+        "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
+        60,
+        40,
+    )
     # another channel is not affected
     events = decode_all(publish(1) + ack(2, 1, False))
     assert events == [Ack(2, 1, False)]
@@ -593,24 +694,63 @@ def test_method_while_content_in_progress() -> None:
 def test_header_for_another_class_and_oversized_body() -> None:
     bad = frame(2, 1, struct.pack(">HHQ", 50, 0, 1) + b"\x00\x00")
     raises_code(codec.UNEXPECTED_FRAME, publish(1) + bad)
+    assert close_args(publish(1) + bad) == (
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead",
+        60,
+        40,
+    )
     raises_code(codec.FRAME_ERROR, publish(1) + content_header(1, 2) + body(1, b"abc"))
 
 
 def test_malformed_and_unknown_methods() -> None:
-    raises_code(codec.SYNTAX_ERROR, frame(1, 1, struct.pack(">HH", 60, 40) + b"\x00\x00\x09ab"))
-    raises_code(codec.SYNTAX_ERROR, frame(1, 1, struct.pack(">HHQ", 60, 80, 1)))  # no bits
-    raises_code(codec.SYNTAX_ERROR, frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00"))
+    raises_code(codec.FRAME_ERROR, frame(1, 1, struct.pack(">HH", 60, 40) + b"\x00\x00\x09ab"))
+    raises_code(codec.FRAME_ERROR, frame(1, 1, struct.pack(">HHQ", 60, 80, 1)))  # no bits
+    raises_code(codec.FRAME_ERROR, frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00"))
     err = raises_code(codec.NOT_IMPLEMENTED, frame(1, 1, struct.pack(">HH", 99, 1)))
     assert (err.class_id, err.method_id, err.channel) == (99, 1, 1)
+    assert err.reply_text.startswith("NOT_IMPLEMENTED - ")
+    for ch, ids in ((1, (60, 999)), (0, (10, 999))):
+        err = raises_code(codec.NOT_IMPLEMENTED, frame(1, ch, struct.pack(">HH", *ids)))
+        assert (err.class_id, err.method_id) == ids
     raises_code(codec.FRAME_ERROR, frame(1, 1, b"\x00\x3c"))
     raises_code(codec.SYNTAX_ERROR, publish(1) + content_header(1, 0, b"\x80\x00\x09ab"))
     raises_code(codec.COMMAND_INVALID, publish(0))
+
+
+def test_undecodable_arguments_are_frame_errors_with_the_method_ids() -> None:
+    declare = frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00\x00\xffshort")
+    assert close_args(declare) == (
+        501,
+        "FRAME_ERROR - cannot decode <<0,0,255,115,104,111,114,116>>",
+        50,
+        10,
+    )
+    truncated = frame(1, 1, struct.pack(">HH", 60, 40) + b"\x00\x00\x09ab")
+    assert close_args(truncated) == (501, "FRAME_ERROR - cannot decode <<0,0,9,97,98>>", 60, 40)
+    trailing = frame(1, 1, struct.pack(">HHQBB", 60, 80, 1, 0, 0))
+    assert close_args(trailing)[2:] == (60, 80)
+    extra = frame(1, 1, struct.pack(">HHH", 60, 40, 0) + b"\x00\x00\x00\x00")
+    assert close_args(extra) == (501, "FRAME_ERROR - cannot decode <<0,0,0,0,0,0>>", 60, 40)
+    not_utf8 = frame(1, 1, struct.pack(">HHH", 60, 40, 0) + b"\x01\xff\x00\x00")
+    assert close_args(not_utf8) == (501, "FRAME_ERROR - cannot decode <<0,0,1,255,0,0>>", 60, 40)
+    # a long argument list stays short on the wire, cut as RabbitMQ cuts it
+    big = frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00\x00\xff" + b"\x01" * 100_000)
+    code, text, _, _ = close_args(big)
+    assert code == 501 and len(text.encode()) == 255
+    assert text == ("FRAME_ERROR - cannot decode <<0,0,255," + "1," * 200)[:252] + "..."
 
 
 def test_heartbeat() -> None:
     assert decode_all(HEARTBEAT + HEARTBEAT) == [Heartbeat(), Heartbeat()]
     raises_code(codec.UNEXPECTED_FRAME, frame(8, 1, b""))
     raises_code(codec.FRAME_ERROR, frame(8, 0, b"x"))
+    assert close_args(frame(8, 1, b"")) == (
+        505,
+        "UNEXPECTED_FRAME - type 8, all octets = <<>>",
+        0,
+        0,
+    )
 
 
 def test_content_too_large_skips_body_then_parses_on() -> None:
