@@ -31,6 +31,7 @@ __all__ = [
     "D_REDELIVERED",
     "D_ROUTING_KEY",
     "DISCARD",
+    "FLAG_RETAIN",
     "MODIFY",
     "REQUEUE",
     "Broker",
@@ -51,7 +52,10 @@ MODIFY = C.SETTLE_MODIFY
 # Delivery tuple fields, as the core emits them.
 D_ID, D_REDELIVERED, D_COUNT, D_EXCHANGE, D_ROUTING_KEY, D_PROPS, D_BODY = range(7)
 
-Message = tuple[str, dict[str, Any], bytes]  # (routing_key, properties, body)
+# (routing_key, properties, body) or (routing_key, properties, body, flags): flags as the
+# core's PUBLISH flags (FLAG_RETAIN keeps the message as the key's retained message).
+Message = tuple[str, dict[str, Any], bytes] | tuple[str, dict[str, Any], bytes, int]
+FLAG_RETAIN = C.FLAG_RETAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +242,11 @@ class Broker:
         self, vhost: str, exchange: str, messages: Sequence[Message], mandatory: bool
     ) -> list[tuple[int, list[Any], bool]]:
         """``(offset, command, logged)`` per run of the batch that takes one path."""
-        flags = 1 if mandatory else 0
-        msgs = [[rk, props, body, flags] for rk, props, body in messages]
+        flags = C.FLAG_MANDATORY if mandatory else 0
+        msgs = [
+            [m[0], m[1], m[2], flags | m[3]] if len(m) > 3 else [m[0], m[1], m[2], flags]
+            for m in messages
+        ]
         out: list[tuple[int, list[Any], bool]] = []
         offset = 0
         for logged, run in self.node.machine.split_publish(vhost, exchange, msgs):
@@ -379,6 +386,18 @@ class Broker:
         return [C.cmd_settle(session, op, group, delay_ms) for group in (logged, local) if group]
 
     # -- queries -------------------------------------------------------------------------------
+
+    def queue_bindings(
+        self, queue: str, *, vhost: str = "/"
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(exchange, routing_key, arguments)`` of every binding to ``queue``."""
+        return self.node.machine.bindings_to(vhost, "queue", queue)
+
+    def retained(
+        self, exchange: str, *, vhost: str = "/"
+    ) -> list[tuple[str, dict[str, Any], bytes]]:
+        """The retained messages of ``exchange``: ``(routing_key, props, body)``."""
+        return self.node.machine.retained(vhost, exchange)
 
     def queue_info(self, name: str, *, vhost: str = "/") -> dict[str, Any] | None:
         info: dict[str, Any] | None = self.node.machine.queue_info(vhost, name)

@@ -31,7 +31,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 # Listeners this version serves; the others accept their flag and report they are not available.
-AVAILABLE_LISTENERS = ("admin", "amqp")
+AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt")
 
 
 class StartupError(Exception):
@@ -125,6 +125,8 @@ async def serve(cfg: Config) -> None:
                 nursery.start_soon(AdminServer(node).serve, bound["admin"])
             if "amqp" in bound:
                 nursery.start_soon(_serve_amqp, cfg, node, bound["amqp"])
+            if "mqtt" in bound:
+                nursery.start_soon(_serve_mqtt, cfg, node, bound["mqtt"])
             log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
             async for signum in signals:
                 log.info("shutting down", extra={"signal": signal.Signals(signum).name})
@@ -133,6 +135,35 @@ async def serve(cfg: Config) -> None:
             with trio.move_on_after(60):
                 await node.wait_stopped()
             nursery.cancel_scope.cancel()
+
+
+async def _serve_mqtt(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+    from broker.api import Broker
+    from protocols import _server
+    from protocols.mqtt import io as mqtt_io
+    from protocols.mqtt.processor import MQTTHub, MQTTSettings
+
+    settings = MQTTSettings(
+        packet_bytes_max=cfg.mqtt_packet_bytes_max,
+        session_queue_messages_max=cfg.mqtt_session_queue_messages_max,
+        receive_maximum=cfg.mqtt_receive_maximum,
+        keepalive_s_max=cfg.mqtt_keepalive_s_max,
+        allow_anonymous=cfg.mqtt_allow_anonymous,
+        default_user=cfg.default_user,
+        default_pass=cfg.default_pass,
+        default_user_loopback_only=cfg.default_user_loopback_only,
+    )
+    limits = mqtt_io.IOLimits(outbuf_bytes_max=cfg.mqtt_outbuf_bytes_max)
+    hub = MQTTHub(Broker(node), settings)
+    node.mqtt_hub = hub
+    limiter = _server.ConnectionLimiter("mqtt", cfg.mqtt_connections_max)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await mqtt_io.handle(stream, hub, limits)
+
+    async with trio.open_nursery() as nursery:
+        hub.nursery = nursery
+        await _server.serve(listeners, handler, limiter)
 
 
 def _first_fatal(group: BaseExceptionGroup[Any]) -> BaseException | None:

@@ -60,6 +60,13 @@ class Config:
     amqp_message_bytes_max: int = 16 << 20
     amqp_connections_max: int = 10_000
     amqp_outbuf_bytes_max: int = 16 << 20
+    mqtt_packet_bytes_max: int = 1 << 20
+    mqtt_session_queue_messages_max: int = 100_000
+    mqtt_receive_maximum: int = 1024
+    mqtt_keepalive_s_max: int = 3600
+    mqtt_allow_anonymous: bool = True
+    mqtt_connections_max: int = 100_000
+    mqtt_outbuf_bytes_max: int = 16 << 20
     http_request_bytes_max: int = 64 << 10
     http_connections_max: int = 256
 

@@ -114,6 +114,7 @@ class Node:
         self.machine = Machine()
         self.sessions: dict[int, SessionSink] = {}
         self.listeners: list[dict[str, Any]] = []
+        self.mqtt_hub: Any = None  # the MQTT listener's shared state, for statistics
         self.applied_index = 0
         self.snapshot_index = 0
         self.recovered_entries = 0

@@ -1502,6 +1502,16 @@ class Machine:
             )
         return out
 
+    def bindings_to(
+        self, vhost: str, kind: str, name: str
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(source, routing_key, arguments)`` of every binding to queue/exchange ``name``."""
+        vh = self.vhosts.get(vhost)
+        if vh is None:
+            return []
+        found = vh.by_dest.get((kind, name), {})
+        return [(b.source, b.routing_key, dict(b.arguments)) for b in found]
+
     def list_bindings(self, vhost: str) -> list[dict[str, Any]]:
         """Explicit bindings (the implicit default-exchange bindings are not listed)."""
         vh = self.vhosts.get(vhost)

@@ -1,0 +1,152 @@
+"""trio glue for one MQTT connection: read chunks, decode, process, write one joined buffer.
+
+The first packet must be CONNECT within ``connect_timeout_s``. Keepalive: a client silent for
+1.5 times its keepalive is disconnected ([MQTT-3.1.2-24]). Reading pauses while the unsent
+output passes ``outbuf_bytes_max``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from protocols.mqtt import codec
+from protocols.mqtt.processor import (
+    CLOSED,
+    CONNECTED,
+    KEEP_ALIVE_TIMEOUT,
+    MALFORMED_PACKET,
+    MQTTConnection,
+    MQTTHub,
+)
+
+log = logging.getLogger("polymq.mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class IOLimits:
+    read_bytes_max: int = 256 << 10
+    outbuf_bytes_max: int = 16 << 20
+    connect_timeout_s: float = 10.0
+    close_timeout_s: float = 5.0
+
+
+class _Wire:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.wake = trio.Event()
+        self.drained = trio.Event()
+        self.pending_bytes = 0
+        self.last_recv = trio.current_time()
+        self.done = False
+
+    def wake_writer(self) -> None:
+        self.wake.set()
+
+
+async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return
+    wire = _Wire(stream)
+    conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(_keepalive, wire, conn, limits)
+            await _reader(wire, conn, limits)
+            wire.done = True
+            if conn.out:
+                wire.drained = trio.Event()
+                wire.wake_writer()
+                with trio.move_on_after(limits.close_timeout_s):
+                    await wire.drained.wait()
+            nursery.cancel_scope.cancel()
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await conn.close()
+
+
+async def _reader(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
+    stream = wire.stream
+    decoder = conn.decoder
+    while conn.state != CLOSED:
+        if wire.pending_bytes > limits.outbuf_bytes_max:
+            wire.drained = trio.Event()
+            await wire.drained.wait()
+            if conn.state == CLOSED:
+                return
+        data = await stream.receive_some(limits.read_bytes_max)
+        if not data:
+            conn.close_reason = conn.close_reason or "connection closed by the client"
+            return
+        wire.last_recv = trio.current_time()
+        decoder.feed(data)
+        try:
+            events = decoder.events()
+        except codec.MQTTError as exc:
+            await conn.handle_events(exc.events)
+            if conn.state == CONNECTED:
+                conn.protocol_error(exc.reason_code or MALFORMED_PACKET, exc.text)
+            else:
+                if exc.connack_code is not None and conn.state != CLOSED:
+                    level = decoder.version or 4
+                    code = exc.reason_code if level == 5 else exc.connack_code
+                    conn.send(codec.encode_connack(level, False, code))
+                conn.state = CLOSED
+                conn.close_reason = exc.text
+            return
+        if events:
+            await conn.handle_events(events)
+        wire.pending_bytes = sum(map(len, conn.out))
+
+
+async def _writer(wire: _Wire, conn: MQTTConnection) -> None:
+    stream = wire.stream
+    while True:
+        await wire.wake.wait()
+        wire.wake = trio.Event()
+        data = conn.take_output()
+        if data:
+            wire.pending_bytes = len(data)
+            await stream.send_all(data)
+            conn.on_output_flushed()
+        wire.pending_bytes = 0
+        if not conn.out:
+            wire.drained.set()
+            if wire.done:
+                return
+        if conn.state == CLOSED and not conn.out and not wire.done:
+            # a takeover or protocol error decided elsewhere: end the reader too
+            await trio.aclose_forcefully(stream)
+            return
+
+
+async def _keepalive(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
+    with trio.move_on_after(limits.connect_timeout_s):
+        while conn.state != CONNECTED:
+            if conn.state == CLOSED:
+                return
+            await trio.sleep(0.05)
+    if conn.state != CONNECTED:
+        log.info("mqtt connect timeout", extra={"peer": conn.statistics()["peer"]})
+        await trio.aclose_forcefully(wire.stream)
+        return
+    if conn.keepalive_s <= 0:
+        return
+    limit = conn.keepalive_s * 1.5
+    while conn.state == CONNECTED:
+        await trio.sleep(max(0.05, limit - (trio.current_time() - wire.last_recv)))
+        if trio.current_time() - wire.last_recv >= limit:
+            log.info(
+                "mqtt keepalive timeout",
+                extra={"client_id": conn.client_id, "keepalive_s": conn.keepalive_s},
+            )
+            conn.protocol_error(KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+            conn.wake_writer()
+            return
