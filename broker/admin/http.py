@@ -214,6 +214,21 @@ class AdminServer:
             if key in commit:
                 lines.append(f"# TYPE polymq_log_{key}_total counter")
                 lines.append(f"polymq_log_{key}_total {commit[key]}")
+        hub = node.mqtt_hub
+        if hub is not None:
+            lines += [
+                "# HELP polymq_mqtt_connections Open MQTT sessions.",
+                "# TYPE polymq_mqtt_connections gauge",
+                f"polymq_mqtt_connections {len(hub.connections)}",
+                "# HELP polymq_mqtt_session_overflow_total QoS 1/2 messages refused by a full"
+                " session queue.",
+                "# TYPE polymq_mqtt_session_overflow_total counter",
+                f"polymq_mqtt_session_overflow_total {hub.session_overflows}",
+                "# TYPE polymq_mqtt_messages_received_total counter",
+                f"polymq_mqtt_messages_received_total {hub.messages_in}",
+                "# TYPE polymq_mqtt_messages_sent_total counter",
+                f"polymq_mqtt_messages_sent_total {hub.messages_out}",
+            ]
         body = ("\n".join(lines) + "\n").encode()
         return 200, "text/plain; version=0.0.4", body
 
