@@ -242,6 +242,7 @@ class MQTTConnection:
         self.autoack: list[int] = []
         self.closed = trio.Event()
         self.close_reason = ""
+        self._overflow_logged_at = 0.0
 
     # -- output ------------------------------------------------------------------------------
 
@@ -546,8 +547,6 @@ class MQTTConnection:
         for pending, count in pendings:
             part = acks[offset : offset + count]
             offset += count
-            if not any(qos for qos, _ in part):
-                continue
             cb = self._publish_done(part)
             pending.callback = cb
             if pending.done:
@@ -560,6 +559,21 @@ class MQTTConnection:
             error = self.broker.error_of(reply)
             routed: list[int] = [] if error is not None else reply[0]
             rejected = set() if error is not None else set(reply[1])
+            if rejected:
+                # A subscriber's session queue is full: visible as a metric and a log line
+                # (at most one per second per connection), and as PUBACK 0x97 in MQTT 5.
+                self.hub.session_overflows += len(rejected)
+                now = time.monotonic()
+                if now - self._overflow_logged_at >= 1.0:
+                    self._overflow_logged_at = now
+                    log.warning(
+                        "mqtt session queue full: messages refused",
+                        extra={
+                            "client_id": self.client_id,
+                            "refused": len(rejected),
+                            "refused_total": self.hub.session_overflows,
+                        },
+                    )
             for i, (qos, pid) in enumerate(part):
                 if not qos or pid is None:
                     continue
@@ -569,11 +583,6 @@ class MQTTConnection:
                     reason = UNSPECIFIED_ERROR
                 elif i in rejected:
                     reason = QUOTA_EXCEEDED
-                    self.hub.session_overflows += 1
-                    log.warning(
-                        "mqtt session queue full: message refused",
-                        extra={"client_id": self.client_id, "packet_id": pid},
-                    )
                 elif routed and routed[i] == 0:
                     reason = NO_MATCHING_SUBSCRIBERS
                 if self.version != MQTT_5:
