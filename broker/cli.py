@@ -31,7 +31,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 # Listeners this version serves; the others accept their flag and report they are not available.
-AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt")
+AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt", "mqtt_ws", "stomp", "stomp_ws")
 
 
 class StartupError(Exception):
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", metavar="NAME", help="node name in logs")
     for name, (field, default) in LISTENERS.items():
         serve.add_argument(
-            f"--{name}-port",
+            f"--{name.replace('_', '-')}-port",
             dest=field,
             metavar="PORT",
             help=f"{name} listener port (default {default}; 0 picks a free port; 'off' disables)",
@@ -75,6 +75,14 @@ async def _bind(cfg: Config) -> dict[str, list[trio.SocketListener]]:
         port = getattr(cfg, field)
         if port is None:
             log.info("listener disabled", extra={"listener": name})
+            continue
+        if name == "mqtt_ws" and cfg.mqtt_port is None:
+            # the WebSocket transport is part of the MQTT front end: off along with it
+            log.info("listener skipped", extra={"listener": name, "reason": "mqtt is off"})
+            continue
+        if name == "stomp_ws" and cfg.stomp_port is None:
+            # likewise the STOMP front end's WebSocket transport
+            log.info("listener skipped", extra={"listener": name, "reason": "stomp is off"})
             continue
         if name not in AVAILABLE_LISTENERS:
             log.warning(
@@ -126,7 +134,11 @@ async def serve(cfg: Config) -> None:
             if "amqp" in bound:
                 nursery.start_soon(_serve_amqp, cfg, node, bound["amqp"])
             if "mqtt" in bound:
-                nursery.start_soon(_serve_mqtt, cfg, node, bound["mqtt"])
+                nursery.start_soon(_serve_mqtt, cfg, node, bound["mqtt"], bound.get("mqtt_ws", []))
+            if "stomp" in bound:
+                nursery.start_soon(
+                    _serve_stomp, cfg, node, bound["stomp"], bound.get("stomp_ws", [])
+                )
             log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
             async for signum in signals:
                 log.info("shutting down", extra={"signal": signal.Signals(signum).name})
@@ -137,10 +149,18 @@ async def serve(cfg: Config) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _serve_mqtt(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+async def _serve_mqtt(
+    cfg: Config,
+    node: Node,
+    listeners: list[trio.SocketListener],
+    ws_listeners: list[trio.SocketListener],
+) -> None:
+    """TCP and WebSocket MQTT listeners over one hub: sessions, takeover and wills are shared,
+    and ``mqtt_connections_max`` counts the connections of both."""
     from broker.api import Broker
     from protocols import _server
     from protocols.mqtt import io as mqtt_io
+    from protocols.mqtt import ws as mqtt_ws
     from protocols.mqtt.processor import MQTTHub, MQTTSettings
 
     settings = MQTTSettings(
@@ -161,8 +181,50 @@ async def _serve_mqtt(cfg: Config, node: Node, listeners: list[trio.SocketListen
     async def handler(stream: trio.SocketStream) -> None:
         await mqtt_io.handle(stream, hub, limits)
 
+    async def ws_handler(stream: trio.SocketStream) -> None:
+        await mqtt_ws.handle(stream, hub, limits)
+
     async with trio.open_nursery() as nursery:
         hub.nursery = nursery
+        if ws_listeners:
+            nursery.start_soon(_server.serve, ws_listeners, ws_handler, limiter)
+        await _server.serve(listeners, handler, limiter)
+
+
+async def _serve_stomp(
+    cfg: Config,
+    node: Node,
+    listeners: list[trio.SocketListener],
+    ws_listeners: list[trio.SocketListener],
+) -> None:
+    """TCP and WebSocket STOMP listeners over one broker API; ``stomp_connections_max`` counts
+    the connections of both."""
+    from broker.api import Broker
+    from protocols import _server
+    from protocols.stomp import io as stomp_io
+    from protocols.stomp import ws as stomp_ws
+    from protocols.stomp.processor import StompSettings
+
+    settings = StompSettings(
+        default_user=cfg.default_user,
+        default_pass=cfg.default_pass,
+        default_user_loopback_only=cfg.default_user_loopback_only,
+        heartbeat_ms_min=cfg.stomp_heartbeat_ms_min,
+    )
+    limits = stomp_io.IOLimits(outbuf_bytes_max=cfg.stomp_outbuf_bytes_max)
+    decoder_limits = {"frame_bytes_max": cfg.stomp_frame_bytes_max}
+    broker = Broker(node)
+    limiter = _server.ConnectionLimiter("stomp", cfg.stomp_connections_max)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stomp_io.handle(stream, broker, settings, limits, decoder_limits)
+
+    async def ws_handler(stream: trio.SocketStream) -> None:
+        await stomp_ws.handle(stream, broker, settings, limits, decoder_limits)
+
+    async with trio.open_nursery() as nursery:
+        if ws_listeners:
+            nursery.start_soon(_server.serve, ws_listeners, ws_handler, limiter)
         await _server.serve(listeners, handler, limiter)
 
 

@@ -21,7 +21,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LISTENERS: dict[str, tuple[str, int]] = {
     "amqp": ("amqp_port", 5672),
     "mqtt": ("mqtt_port", 1883),
+    "mqtt_ws": ("mqtt_ws_port", 15675),  # MQTT over WebSocket; off while "mqtt" is off
     "stomp": ("stomp_port", 61613),
+    "stomp_ws": ("stomp_ws_port", 15674),  # STOMP over WebSocket; off while "stomp" is off
     "http": ("http_port", 4566),
     "admin": ("admin_port", 15672),
 }
@@ -39,7 +41,9 @@ class Config:
     # A port of None means the listener is off; 0 picks a free port.
     amqp_port: int | None = 5672
     mqtt_port: int | None = 1883
+    mqtt_ws_port: int | None = 15675
     stomp_port: int | None = 61613
+    stomp_ws_port: int | None = 15674
     http_port: int | None = 4566
     admin_port: int | None = 15672
     fsync: str = "always"
@@ -67,6 +71,10 @@ class Config:
     mqtt_allow_anonymous: bool = True
     mqtt_connections_max: int = 100_000
     mqtt_outbuf_bytes_max: int = 16 << 20
+    stomp_frame_bytes_max: int = 4 << 20
+    stomp_connections_max: int = 100_000
+    stomp_outbuf_bytes_max: int = 16 << 20
+    stomp_heartbeat_ms_min: int = 100
     http_request_bytes_max: int = 64 << 10
     http_connections_max: int = 256
 

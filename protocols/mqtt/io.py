@@ -15,6 +15,7 @@ import trio
 from protocols.mqtt import codec
 from protocols.mqtt.processor import (
     CLOSED,
+    CONNECT_WAIT,
     CONNECTED,
     KEEP_ALIVE_TIMEOUT,
     MALFORMED_PACKET,
@@ -74,7 +75,6 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
 
 async def _reader(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
     stream = wire.stream
-    decoder = conn.decoder
     while conn.state != CLOSED:
         if wire.pending_bytes > limits.outbuf_bytes_max:
             wire.drained = trio.Event()
@@ -86,24 +86,39 @@ async def _reader(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
             conn.close_reason = conn.close_reason or "connection closed by the client"
             return
         wire.last_recv = trio.current_time()
-        decoder.feed(data)
-        try:
-            events = decoder.events()
-        except codec.MQTTError as exc:
-            await conn.handle_events(exc.events)
-            if conn.state == CONNECTED:
-                conn.protocol_error(exc.reason_code or MALFORMED_PACKET, exc.text)
-            else:
-                if exc.connack_code is not None and conn.state != CLOSED:
-                    level = decoder.version or 4
-                    code = exc.reason_code if level == 5 else exc.connack_code
-                    conn.send(codec.encode_connack(level, False, code))
-                conn.state = CLOSED
-                conn.close_reason = exc.text
+        if not await process_bytes(conn, data):
             return
-        if events:
-            await conn.handle_events(events)
         wire.pending_bytes = sum(map(len, conn.out))
+
+
+async def process_bytes(conn: MQTTConnection, data: bytes) -> bool:
+    """Decode ``data`` and process every packet it completes (shared with the WebSocket
+    transport). False when a decoding error ended the connection; its answer is in
+    ``conn.out``."""
+    decoder = conn.decoder
+    if conn.state == CONNECT_WAIT and decoder.buffered_bytes == 0 and data and data[0] >> 4 != 1:
+        # [MQTT-3.1.0-1]: the first packet must be CONNECT; refuse garbage at its first byte
+        conn.state = CLOSED
+        conn.close_reason = "first packet is not CONNECT"
+        return False
+    decoder.feed(data)
+    try:
+        events = decoder.events()
+    except codec.MQTTError as exc:
+        await conn.handle_events(exc.events)
+        if conn.state == CONNECTED:
+            conn.protocol_error(exc.reason_code or MALFORMED_PACKET, exc.text)
+        else:
+            if exc.connack_code is not None and conn.state != CLOSED:
+                level = decoder.version or 4
+                code = exc.reason_code if level == 5 else exc.connack_code
+                conn.send(codec.encode_connack(level, False, code))
+            conn.state = CLOSED
+            conn.close_reason = exc.text
+        return False
+    if events:
+        await conn.handle_events(events)
+    return True
 
 
 async def _writer(wire: _Wire, conn: MQTTConnection) -> None:

@@ -222,6 +222,7 @@ class MQTTConnection:
         self.client_id = ""
         self.keepalive_s = 0
         self.persistent = False
+        self.durable_session = False
         self.session_expiry_s = 0
         self.session = 0
         self.queue = ""
@@ -243,6 +244,7 @@ class MQTTConnection:
         self.closed = trio.Event()
         self.close_reason = ""
         self._overflow_logged_at = 0.0
+        self._held: list[tuple[str, str, list[Any]]] = []
 
     # -- output ------------------------------------------------------------------------------
 
@@ -394,18 +396,22 @@ class MQTTConnection:
             keepalive = server_keepalive = s.keepalive_s_max
         self.keepalive_s = keepalive
         self.will = p.will
-        # the session queue
+        # the session queue: a durable one survives this connection
         self.session = self.broker.open_session(self)
-        self.queue = f"mqtt-subscription-{client_id}qos{1 if self.persistent else 0}"
-        other = f"mqtt-subscription-{client_id}qos{0 if self.persistent else 1}"
+        durable_queue = f"mqtt-subscription-{client_id}qos1"
+        transient_queue = f"mqtt-subscription-{client_id}qos0"
         session_present = False
         try:
             if p.clean_start:
-                await self.broker.delete_queue(other, vhost=s.vhost)
-                await self.broker.delete_queue(self.queue, vhost=s.vhost)
-            elif self.persistent:
-                session_present = self.broker.queue_info(self.queue, vhost=s.vhost) is not None
-            if self.persistent:
+                await self.broker.delete_queue(transient_queue, vhost=s.vhost)
+                await self.broker.delete_queue(durable_queue, vhost=s.vhost)
+            else:
+                session_present = self.broker.queue_info(durable_queue, vhost=s.vhost) is not None
+            # A resumed session keeps its durable queue even when this connection asks for
+            # expiry 0; it then ends with this connection (see close()).
+            self.durable_session = self.persistent or session_present
+            self.queue = durable_queue if self.durable_session else transient_queue
+            if self.durable_session:
                 await self._declare_session_queue()
                 self._restore_subscriptions()
                 if self.subscriptions:
@@ -430,6 +436,9 @@ class MQTTConnection:
             if server_keepalive is not None:
                 ack_props["server_keep_alive"] = server_keepalive
         self.send(codec.encode_connack(self.version, session_present, SUCCESS, ack_props))
+        held, self._held = self._held, []
+        for tag, queue, deliveries in held:
+            self.deliver(tag, queue, deliveries)
 
     async def _declare_session_queue(self) -> None:
         s = self.settings
@@ -437,9 +446,9 @@ class MQTTConnection:
             "x-max-length": s.session_queue_messages_max,
             "x-overflow": "reject-publish",
         }
-        if self.persistent and self.session_expiry_s not in (0, SESSION_EXPIRY_NEVER):
+        if self.durable_session and self.session_expiry_s not in (0, SESSION_EXPIRY_NEVER):
             args["x-expires"] = self.session_expiry_s * 1000
-        if self.persistent:
+        if self.durable_session:
             try:
                 await self.broker.declare_queue(
                     self.queue, vhost=s.vhost, durable=True, arguments=args
@@ -458,7 +467,7 @@ class MQTTConnection:
                 auto_delete=False,
                 arguments=args,
             )
-        self.queue_durable = self.persistent
+        self.queue_durable = self.durable_session
 
     def _restore_subscriptions(self) -> None:
         for source, _key, args in self.broker.queue_bindings(self.queue, vhost=self.settings.vhost):
@@ -605,7 +614,11 @@ class MQTTConnection:
             headers["x-mqtt-retain"] = True
         out: dict[str, Any] = {"delivery_mode": 2 if p.qos else 1, "headers": headers}
         if props:
-            headers.update(props.get("user_property", ()))
+            users = props.get("user_property")
+            if users:
+                headers.update(users)
+                # the pairs as sent (order and repeated names), for MQTT 5 subscribers
+                headers["x-mqtt-user-properties"] = [[k, v] for k, v in users]
             if "content_type" in props:
                 out["content_type"] = props["content_type"]
             if "response_topic" in props:
@@ -699,7 +712,7 @@ class MQTTConnection:
     async def _bind(self, sub: Subscription, old: Subscription | None) -> None:
         s = self.settings
         if (
-            not self.persistent
+            not self.durable_session
             and not self.consuming
             and self.broker.queue_info(self.queue, vhost=s.vhost) is None
         ):
@@ -803,6 +816,10 @@ class MQTTConnection:
     # -- deliveries --------------------------------------------------------------------------
 
     def deliver(self, tag: str, queue: str, deliveries: list[Any]) -> None:
+        if self.state == CONNECT_WAIT:
+            # a resumed session's queue starts delivering before CONNACK is sent
+            self._held.append((tag, queue, deliveries))
+            return
         if self.state != CONNECTED:
             return
         shared = tag.startswith(SHARED_TAG_PREFIX)
@@ -906,8 +923,6 @@ class MQTTConnection:
         was_connected = self.client_id and self.hub.connections.get(self.client_id) is self
         taken_over = self.close_reason.endswith("taken over")
         self.state = CLOSED
-        if was_connected:
-            del self.hub.connections[self.client_id]
         if self.will is not None and self.send_will and was_connected and not taken_over:
             self._publish_will()
         if self.session:
@@ -916,11 +931,16 @@ class MQTTConnection:
                 await self.broker.close_session(session)
             except BrokerError as exc:  # pragma: no cover
                 log.warning("mqtt session release failed", extra={"error": exc.text})
-        if not self.persistent and self.client_id and not taken_over:
+        session_ends = not self.durable_session or self.session_expiry_s == 0
+        if session_ends and self.queue and not taken_over:
             try:
                 await self.broker.delete_queue(self.queue, vhost=self.settings.vhost)
             except BrokerError:
                 pass
+        # Deregistered last: a new connection with this client id waits for ``closed``, so it
+        # never sees a session that is still being taken down.
+        if was_connected and self.hub.connections.get(self.client_id) is self:
+            del self.hub.connections[self.client_id]
         self.closed.set()
 
     def _publish_will(self) -> None:
@@ -984,9 +1004,15 @@ def _v5_properties(props: dict[str, Any]) -> dict[str, Any]:
         published = headers.get("x-mqtt-published-ms", 0)
         left = int(expiry) - (_now_ms() - int(published)) // 1000
         out["message_expiry_interval"] = max(0, left)
-    users = [
-        (str(k), _user_value(v)) for k, v in headers.items() if not str(k).startswith(HEADER_PREFIX)
-    ]
+    pairs = headers.get("x-mqtt-user-properties")
+    if isinstance(pairs, list):
+        users = [(str(k), _user_value(v)) for k, v in pairs]
+    else:
+        users = [
+            (str(k), _user_value(v))
+            for k, v in headers.items()
+            if not str(k).startswith(HEADER_PREFIX)
+        ]
     if users:
         out["user_property"] = users
     return out

@@ -110,8 +110,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 async def test_serve_reports_ports_serves_admin_and_stops_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    ports = ["--admin-port", "0", "--amqp-port", "0", "--stomp-port", "0", "--mqtt-port", "off"]
-    ports += ["--host", "127.0.0.1"]
+    ports = ["--admin-port", "0", "--amqp-port", "0", "--http-port", "0", "--mqtt-port", "off"]
+    ports += ["--stomp-port", "off", "--host", "127.0.0.1"]
     async with server("--data-dir", str(data), *ports) as srv:
         first = await srv.wait_event("listening")
         # the first log lines name each bound port
@@ -121,8 +121,7 @@ async def test_serve_reports_ports_serves_admin_and_stops_on_sigterm(tmp_path: P
         assert all("event" in line and "ts" in line for line in srv.lines)
         await srv.wait_event("started")
         assert any(
-            line["event"] == "listener not available in this version"
-            and line["listener"] == "stomp"
+            line["event"] == "listener not available in this version" and line["listener"] == "http"
             for line in srv.lines
         )
         admin = listening["admin"]

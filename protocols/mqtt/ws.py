@@ -1,0 +1,373 @@
+"""MQTT over WebSocket (MQTT 3.1.1 and 5.0 section 6): one connection on the ``mqtt_ws``
+listener, served by the same ``MQTTHub`` as the TCP listener.
+
+The HTTP/1.1 upgrade request is parsed with h11 (headers bounded by ``HANDSHAKE_BYTES_MAX``,
+else 431) and the frames by wsproto's sans-IO ``Connection``; bytes a client sends right behind
+its upgrade request are kept. Any request path is accepted (clients use ``/mqtt`` or ``/ws``).
+
+Handshake answers:
+
+- ``mqtt`` is selected when the client offers it, else ``mqttv3.1`` (older clients offer only
+  that; Mosquitto accepts both names).
+- Offering neither, or no ``Sec-WebSocket-Protocol`` at all: 400 and the connection is closed, as
+  RabbitMQ's Web MQTT does ([MQTT-6.0.0-3]: the client MUST offer ``mqtt``).
+- Not a WebSocket upgrade, or a ``Sec-WebSocket-Version`` other than 13: 426; a request that is
+  not ``GET``, is HTTP/1.0, or lacks a valid ``Sec-WebSocket-Key``: 400. Each is logged.
+- No upgrade request within the CONNECT timeout: the connection is closed.
+
+After the upgrade: binary messages are a byte stream into the same ``codec.Decoder`` as TCP (a
+packet may span messages and a message may hold several packets, [MQTT-6.0.0-2]); each chunk of
+output is one binary message. A text message closes with 1003 ([MQTT-6.0.0-1]), a message over
+``mqtt_packet_bytes_max`` with 1009, a malformed frame with wsproto's code (1002/1007). Pings get
+pongs; a client's close is answered; when the MQTT side ends (DISCONNECT, protocol error,
+takeover, keepalive) its last packets are sent, then a close 1000, and the client's close is
+awaited for ``close_timeout_s``. CONNECT timeout, keepalive (counted on binary data only) and
+the output bound are those of ``io.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+
+import h11
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.frame_protocol import CloseReason
+
+from protocols.mqtt.io import IOLimits, _keepalive, _Wire, process_bytes
+from protocols.mqtt.processor import CLOSED, MQTTConnection, MQTTHub
+
+log = logging.getLogger("polymq.mqtt")
+
+HANDSHAKE_BYTES_MAX = 16 << 10
+# Preferred first: a client offering both gets "mqtt".
+SUBPROTOCOLS = ("mqtt", "mqttv3.1")
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_REASONS = {
+    400: "Bad Request",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+}
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.headers = headers
+
+
+class Upgrade:
+    """An accepted upgrade request: the response to send and the bytes read past the request."""
+
+    def __init__(self, response: bytes, subprotocol: str, path: str, trailing: bytes) -> None:
+        self.response = response
+        self.subprotocol = subprotocol
+        self.path = path
+        self.trailing = trailing
+
+
+def accept_token(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest())
+
+
+def select_subprotocol(offered: list[str]) -> str | None:
+    lowered = {p.lower(): p for p in offered}
+    for name in SUBPROTOCOLS:
+        if name in lowered:
+            return lowered[name]  # echoed as the client spelled it
+    return None
+
+
+def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[str]:
+    out: list[str] = []
+    for key, value in headers:
+        if key == name:
+            out += [t.strip() for t in value.decode("latin-1").split(",") if t.strip()]
+    return out
+
+
+def check_request(request: h11.Request) -> tuple[str, str]:
+    """Validate an upgrade request; returns (subprotocol, path) or raises HandshakeRefused."""
+    headers = [(k.lower(), v) for k, v in request.headers]
+    if request.method != b"GET":
+        raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request")
+    if request.http_version < b"1.1":
+        raise HandshakeRefused(400, "a WebSocket upgrade needs HTTP/1.1")
+    upgrade = [t.lower() for t in _tokens(headers, b"upgrade")]
+    connection = [t.lower() for t in _tokens(headers, b"connection")]
+    if "websocket" not in upgrade or "upgrade" not in connection:
+        raise HandshakeRefused(
+            426,
+            "this port serves MQTT over WebSocket only: send a WebSocket upgrade request",
+            (("Upgrade", "websocket"),),
+        )
+    versions = _tokens(headers, b"sec-websocket-version")
+    if versions != ["13"]:
+        raise HandshakeRefused(
+            426, "unsupported Sec-WebSocket-Version (13 is)", (("Sec-WebSocket-Version", "13"),)
+        )
+    keys = [v for k, v in headers if k == b"sec-websocket-key"]
+    try:
+        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        raise HandshakeRefused(400, "missing or invalid Sec-WebSocket-Key")
+    offered = _tokens(headers, b"sec-websocket-protocol")
+    chosen = select_subprotocol(offered)
+    if chosen is None:
+        raise HandshakeRefused(
+            400,
+            "the client must offer the WebSocket subprotocol 'mqtt' (or 'mqttv3.1'); "
+            f"offered: {', '.join(offered) or 'none'}",
+        )
+    return chosen, request.target.decode("latin-1")
+
+
+def upgrade_response(key: bytes, subprotocol: str) -> bytes:
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_token(key.strip()) + b"\r\n"
+        b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n\r\n"
+    )
+
+
+def refusal_response(refused: HandshakeRefused) -> bytes:
+    body = (refused.text + "\n").encode("utf-8")
+    lines = [f"HTTP/1.1 {refused.status} {_REASONS.get(refused.status, 'Error')}"]
+    lines += [f"{name}: {value}" for name, value in refused.headers]
+    lines += [
+        "Connection: close",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def read_upgrade(stream: trio.abc.Stream) -> Upgrade | None:
+    """Read one upgrade request. None when the client went away first; HandshakeRefused when
+    it must be answered with an HTTP error."""
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=HANDSHAKE_BYTES_MAX)
+    request: h11.Request | None = None
+    received = 0
+    while True:
+        try:
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = 431 if exc.error_status_hint == 431 else 400
+            text = (
+                f"request headers over {HANDSHAKE_BYTES_MAX} bytes"
+                if status == 431
+                else f"malformed HTTP request: {exc}"
+            )
+            raise HandshakeRefused(status, text) from None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(HANDSHAKE_BYTES_MAX)
+            received += len(data)
+            parser.receive_data(bytes(data))
+            if not data and request is None:
+                return None
+            continue
+        if isinstance(event, h11.Request):
+            # h11 bounds only a request still incomplete; one that arrived whole is measured
+            if received - len(parser.trailing_data[0]) > HANDSHAKE_BYTES_MAX:
+                raise HandshakeRefused(431, f"request headers over {HANDSHAKE_BYTES_MAX} bytes")
+            request = event
+        elif isinstance(event, h11.Data):
+            raise HandshakeRefused(400, "a WebSocket upgrade request has no body")
+        elif isinstance(event, h11.EndOfMessage) and request is not None:
+            subprotocol, path = check_request(request)
+            key = next(v for k, v in request.headers if k.lower() == b"sec-websocket-key")
+            return Upgrade(
+                upgrade_response(key, subprotocol), subprotocol, path, parser.trailing_data[0]
+            )
+        else:  # ConnectionClosed or PAUSED before a whole request
+            return None
+
+
+class _WSWire(_Wire):
+    def __init__(self, stream: trio.SocketStream, ws: Connection) -> None:
+        super().__init__(stream)
+        self.ws = ws
+        self.frames: list[bytes] = []  # encoded frames waiting for the writer, in order
+        self.frames_carry_output = False  # they hold MQTT output: on_output_flushed after
+        self.recv_scope: trio.CancelScope | None = None
+
+
+async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return
+    peer_text = f"{peer[0]}:{peer[1]}"
+    upgrade: Upgrade | None = None
+    with trio.move_on_after(limits.connect_timeout_s):
+        try:
+            upgrade = await read_upgrade(stream)
+        except HandshakeRefused as refused:
+            log.info(
+                "mqtt websocket handshake refused",
+                extra={"peer": peer_text, "status": refused.status, "text": refused.text},
+            )
+            with trio.move_on_after(limits.close_timeout_s):
+                await stream.send_all(refusal_response(refused))
+            return
+    if upgrade is None:
+        return
+    await stream.send_all(upgrade.response)
+    ws = Connection(ConnectionType.SERVER)
+    wire = _WSWire(stream, ws)
+    conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
+    message_bytes_max = hub.settings.packet_bytes_max
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(_keepalive, wire, conn, limits)
+            await _reader(wire, conn, limits, message_bytes_max, upgrade.trailing)
+            wire.done = True
+            if ws.state is ConnectionState.OPEN:
+                _close(wire, conn, CloseReason.NORMAL_CLOSURE, "")
+            with trio.move_on_after(limits.close_timeout_s):
+                await _flush(wire)
+                if ws.state is ConnectionState.LOCAL_CLOSING:
+                    await _await_close(wire, limits)
+            nursery.cancel_scope.cancel()
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await conn.close()
+
+
+def _frame_output(wire: _WSWire, conn: MQTTConnection) -> None:
+    """Move the connection's pending output into one binary message (dropped once closing)."""
+    data = conn.take_output()
+    if data and wire.ws.state is ConnectionState.OPEN:
+        wire.frames.append(wire.ws.send(BytesMessage(data=data)))
+        wire.frames_carry_output = True
+
+
+def _close(wire: _WSWire, conn: MQTTConnection, code: int, reason: str) -> None:
+    """Queue a close frame behind whatever MQTT output is pending."""
+    _frame_output(wire, conn)
+    wire.frames.append(wire.ws.send(CloseConnection(code=code, reason=reason)))
+    wire.wake_writer()
+
+
+async def _flush(wire: _WSWire) -> None:
+    wire.drained = trio.Event()
+    wire.wake_writer()
+    await wire.drained.wait()
+
+
+async def _await_close(wire: _WSWire, limits: IOLimits) -> None:
+    """After our close frame: read until the client's close (or EOF), discarding data."""
+    while wire.ws.state is ConnectionState.LOCAL_CLOSING:
+        data = await wire.stream.receive_some(limits.read_bytes_max)
+        if not data:
+            return
+        wire.ws.receive_data(data)
+        for event in wire.ws.events():
+            if isinstance(event, CloseConnection):
+                return
+
+
+async def _reader(
+    wire: _WSWire, conn: MQTTConnection, limits: IOLimits, message_bytes_max: int, first: bytes
+) -> None:
+    stream = wire.stream
+    ws = wire.ws
+    message_bytes = 0
+    data = first
+    while conn.state != CLOSED:
+        if wire.pending_bytes > limits.outbuf_bytes_max:
+            wire.drained = trio.Event()
+            await wire.drained.wait()
+            if conn.state == CLOSED:
+                return
+        if not data:
+            with trio.CancelScope() as wire.recv_scope:
+                data = await stream.receive_some(limits.read_bytes_max)
+            wire.recv_scope = None
+            if conn.state == CLOSED:  # ended elsewhere (takeover, keepalive) while reading
+                return
+            if not data:
+                ws.receive_data(None)
+                conn.close_reason = conn.close_reason or "connection closed by the client"
+                return
+        ws.receive_data(data)
+        data = b""
+        chunks: list[bytes | bytearray] = []
+        close: tuple[int, str] | None = None
+        for event in ws.events():
+            if isinstance(event, BytesMessage):
+                message_bytes += len(event.data)
+                if message_bytes > message_bytes_max:
+                    close = (
+                        CloseReason.MESSAGE_TOO_BIG,
+                        f"message over {message_bytes_max} bytes",
+                    )
+                    break
+                chunks.append(event.data)
+                if event.message_finished:
+                    message_bytes = 0
+            elif isinstance(event, Ping):
+                if ws.state is ConnectionState.OPEN:
+                    wire.frames.append(ws.send(event.response()))
+                    wire.wake_writer()
+            elif isinstance(event, TextMessage):
+                close = (CloseReason.UNSUPPORTED_DATA, "MQTT travels in binary messages")
+                break
+            elif isinstance(event, CloseConnection):
+                if ws.state is ConnectionState.REMOTE_CLOSING:  # the client's close: answer it
+                    conn.close_reason = conn.close_reason or f"websocket closed ({event.code})"
+                    close = (event.code, "")
+                else:  # a frame wsproto could not parse: close with its code
+                    close = (event.code, event.reason or "")
+                break
+            # a Pong needs nothing
+        if chunks:
+            wire.last_recv = trio.current_time()
+            if not await process_bytes(conn, b"".join(chunks)):
+                return
+            wire.pending_bytes = sum(map(len, conn.out))
+        if close is not None:
+            code, reason = close
+            conn.close_reason = conn.close_reason or f"websocket close {code}: {reason}"
+            if ws.state is ConnectionState.REMOTE_CLOSING:
+                wire.frames.append(ws.send(CloseConnection(code=code)))
+                wire.wake_writer()
+            elif ws.state is ConnectionState.OPEN:
+                _close(wire, conn, code, reason)
+            return
+
+
+async def _writer(wire: _WSWire, conn: MQTTConnection) -> None:
+    stream = wire.stream
+    while True:
+        await wire.wake.wait()
+        wire.wake = trio.Event()
+        _frame_output(wire, conn)
+        if wire.frames:
+            data = wire.frames[0] if len(wire.frames) == 1 else b"".join(wire.frames)
+            carries_output = wire.frames_carry_output
+            wire.frames.clear()
+            wire.frames_carry_output = False
+            wire.pending_bytes = len(data)
+            await stream.send_all(data)
+            if carries_output:
+                conn.on_output_flushed()
+        wire.pending_bytes = 0
+        if not conn.out and not wire.frames:
+            wire.drained.set()
+        if conn.state == CLOSED and not wire.done and wire.recv_scope is not None:
+            # a takeover or keepalive timeout decided elsewhere: end the reader, then close
+            wire.recv_scope.cancel()

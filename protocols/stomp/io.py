@@ -1,0 +1,178 @@
+"""trio glue for one STOMP connection: read chunks, decode, process, write one joined buffer.
+
+The first frame must be CONNECT (or STOMP) within ``connect_timeout_s``. Heart-beats as
+negotiated: an EOL is sent when nothing else was sent for the agreed interval, and a client
+silent for twice its promised interval is disconnected. A malformed frame gets an ERROR frame,
+which is flushed before the socket closes. Reading pauses while the unsent output passes
+``outbuf_bytes_max``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from broker.api import Broker
+from protocols.stomp import codec
+from protocols.stomp.processor import CLOSED, CONNECTED, StompConnection, StompSettings
+
+log = logging.getLogger("polymq.stomp")
+
+
+@dataclass(frozen=True, slots=True)
+class IOLimits:
+    read_bytes_max: int = 256 << 10
+    outbuf_bytes_max: int = 16 << 20
+    connect_timeout_s: float = 10.0
+    close_timeout_s: float = 5.0
+    discard_after_error_s: float = 1.0
+
+
+class _Wire:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.wake = trio.Event()
+        self.drained = trio.Event()
+        self.pending_bytes = 0
+        self.last_recv = trio.current_time()
+        self.last_send = trio.current_time()
+        self.done = False
+
+    def wake_writer(self) -> None:
+        self.wake.set()
+
+
+async def handle(
+    stream: trio.SocketStream,
+    broker: Broker,
+    settings: StompSettings,
+    limits: IOLimits,
+    decoder_limits: dict[str, int] | None = None,
+) -> None:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return
+    wire = _Wire(stream)
+    conn = StompConnection(broker, settings, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
+    if decoder_limits:
+        conn.decoder = codec.Decoder(**decoder_limits)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(_heartbeats, wire, conn, limits)
+            await _reader(wire, conn, limits)
+            wire.done = True
+            if conn.out:
+                wire.drained = trio.Event()
+                wire.wake_writer()
+                with trio.move_on_after(limits.close_timeout_s):
+                    await wire.drained.wait()
+            nursery.cancel_scope.cancel()
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await conn.close()
+
+
+async def _reader(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
+    stream = wire.stream
+    while conn.state != CLOSED:
+        if wire.pending_bytes > limits.outbuf_bytes_max:
+            wire.drained = trio.Event()
+            await wire.drained.wait()
+            if conn.state == CLOSED:
+                return
+        data = await stream.receive_some(limits.read_bytes_max)
+        if not data:
+            conn.close_reason = conn.close_reason or "connection closed by the client"
+            return
+        wire.last_recv = trio.current_time()
+        if not await process_bytes(conn, data):
+            await _flush_then_discard(wire, conn, limits)
+            return
+        wire.pending_bytes = sum(map(len, conn.out))
+
+
+async def process_bytes(conn: StompConnection, data: bytes) -> bool:
+    """Decode ``data`` (any slice of the byte stream) and act on its frames. False after a
+    malformed frame: the frames before it were handled and an ERROR frame is queued."""
+    decoder = conn.decoder
+    decoder.feed(data)
+    try:
+        events = decoder.events()
+    except codec.StompError as exc:
+        await conn.handle_events(exc.events)
+        message = exc.message
+        if message == "unknown command":
+            # RabbitMQ's words: before CONNECT nothing else is legal; after it, unknown
+            message = "Illegal command" if conn.state != CONNECTED else "Bad command"
+        conn.error(message, exc.detail, exc.receipt)
+        return False
+    if events:
+        await conn.handle_events(events)
+    return True
+
+
+async def _flush_then_discard(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
+    """Let the ERROR frame reach the peer, then drop what it still sends for a moment so the
+    close does not turn into a reset that destroys the ERROR frame."""
+    if conn.out:
+        wire.drained = trio.Event()
+        wire.wake_writer()
+        with trio.move_on_after(limits.close_timeout_s):
+            await wire.drained.wait()
+    with trio.move_on_after(limits.discard_after_error_s):
+        while await wire.stream.receive_some(limits.read_bytes_max):
+            pass
+
+
+async def _writer(wire: _Wire, conn: StompConnection) -> None:
+    stream = wire.stream
+    while True:
+        await wire.wake.wait()
+        wire.wake = trio.Event()
+        data = conn.take_output()
+        if data:
+            wire.pending_bytes = len(data)
+            await stream.send_all(data)
+            wire.last_send = trio.current_time()
+            conn.on_output_flushed()
+        wire.pending_bytes = 0
+        if not conn.out:
+            wire.drained.set()
+            if wire.done:
+                return
+
+
+async def _heartbeats(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
+    with trio.move_on_after(limits.connect_timeout_s):
+        while conn.state != CONNECTED:
+            if conn.state == CLOSED:
+                return
+            await trio.sleep(0.05)
+    if conn.state != CONNECTED:
+        log.info("stomp connect timeout", extra={"peer": conn.statistics()["peer"]})
+        await trio.aclose_forcefully(wire.stream)
+        return
+    send_s = conn.send_every_ms / 1000
+    expect_s = conn.expect_every_ms / 1000
+    if not send_s and not expect_s:
+        return
+    step = min(x for x in (send_s / 2, expect_s / 2) if x > 0)
+    while conn.state == CONNECTED:
+        await trio.sleep(step)
+        now = trio.current_time()
+        if expect_s and now - wire.last_recv > 2 * expect_s:
+            log.info(
+                "stomp heart-beat timeout",
+                extra={"peer": conn.statistics()["peer"], "interval_ms": conn.expect_every_ms},
+            )
+            await trio.aclose_forcefully(wire.stream)
+            return
+        if send_s and now - wire.last_send >= send_s * 0.9 and not conn.out:
+            conn.out.append(codec.HEARTBEAT)
+            wire.wake_writer()
