@@ -13,6 +13,18 @@ log = logging.getLogger("polymq.server")
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
+def is_loopback(peer: tuple[str, int] | None) -> bool:
+    """Whether a peer address is on this machine (the default user connects only from here)."""
+    if peer is None:
+        return True
+    host = peer[0]
+    return host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
+
+
+def fmt_peer(peer: tuple[str, int] | None) -> str:
+    return "" if peer is None else f"{peer[0]}:{peer[1]}"
+
+
 class ConnectionLimiter:
     """Counts a listener's open connections; past ``connections_max`` new ones are closed."""
 

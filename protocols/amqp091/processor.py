@@ -59,6 +59,7 @@ from broker.api import (
     BrokerError,
     Pending,
 )
+from protocols._server import fmt_peer, is_loopback
 from protocols.amqp091 import codec
 from protocols.amqp091.codec import (
     Ack,
@@ -472,7 +473,7 @@ class AMQPConnection:
         self.closed_reason = f"{code} {text}"
         log.info(
             "amqp connection error",
-            extra={"peer": _fmt_peer(self.peer), "code": code, "text": text},
+            extra={"peer": fmt_peer(self.peer), "code": code, "text": text},
         )
         self.send_method(
             0,
@@ -549,10 +550,10 @@ class AMQPConnection:
                 f"Login was refused using authentication mechanism {mechanism}."
                 " For details see the broker logfile."
             )
-        elif s.default_user_loopback_only and not _is_loopback(self.peer):
+        elif s.default_user_loopback_only and not is_loopback(self.peer):
             reason = f"user '{user}' can only connect via localhost"
         if reason is not None:
-            log.info("amqp login refused", extra={"peer": _fmt_peer(self.peer), "user": user})
+            log.info("amqp login refused", extra={"peer": fmt_peer(self.peer), "user": user})
             if self.client_capabilities.get("authentication_failure_close"):
                 raise AMQPError(codec.ACCESS_REFUSED, reason)
             # Clients that do not announce authentication_failure_close get a plain close.
@@ -1134,7 +1135,7 @@ class AMQPConnection:
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "peer": _fmt_peer(self.peer),
+            "peer": fmt_peer(self.peer),
             "user": self.user,
             "vhost": self.vhost,
             "channels": len(self.channels),
@@ -1168,14 +1169,3 @@ def _parse_amqplain(raw: bytes) -> dict[str, str]:
     except IndexError:
         pass
     return out
-
-
-def _is_loopback(peer: tuple[str, int] | None) -> bool:
-    if peer is None:
-        return True
-    host = peer[0]
-    return host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
-
-
-def _fmt_peer(peer: tuple[str, int] | None) -> str:
-    return "" if peer is None else f"{peer[0]}:{peer[1]}"

@@ -53,6 +53,7 @@ from broker.api import (
     Broker,
     BrokerError,
 )
+from protocols._server import fmt_peer, is_loopback
 from protocols.mqtt import codec
 from protocols.mqtt.codec import (
     MQTT_5,
@@ -272,7 +273,7 @@ class MQTTConnection:
         self.close_reason = f"{reason:#04x} {text}"
         log.info(
             "mqtt protocol error",
-            extra={"peer": _fmt_peer(self.peer), "client_id": self.client_id, "text": text},
+            extra={"peer": fmt_peer(self.peer), "client_id": self.client_id, "text": text},
         )
         if self.state == CONNECTED and self.version == MQTT_5:
             self.send(codec.encode_disconnect(MQTT_5, reason, {"reason_string": text[:200]}))
@@ -337,7 +338,7 @@ class MQTTConnection:
             self.send(codec.encode_connack(self.version, False, v3_code))
         log.info(
             "mqtt connection refused",
-            extra={"peer": _fmt_peer(self.peer), "client_id": self.client_id, "text": text},
+            extra={"peer": fmt_peer(self.peer), "client_id": self.client_id, "text": text},
         )
         self.close_reason = text
         self.state = CLOSED
@@ -368,14 +369,14 @@ class MQTTConnection:
         if p.username is not None:
             password = (p.password or b"").decode("utf-8", "replace")
             ok = p.username == s.default_user and password == s.default_pass
-            if ok and s.default_user_loopback_only and not _is_loopback(self.peer):
+            if ok and s.default_user_loopback_only and not is_loopback(self.peer):
                 ok = False
             if not ok:
                 self._connack_refuse(
                     BAD_USER_OR_PASSWORD, V3_BAD_USER_OR_PASSWORD, "bad user name or password"
                 )
                 return
-        elif not (s.allow_anonymous and _is_loopback(self.peer)):
+        elif not (s.allow_anonymous and is_loopback(self.peer)):
             self._connack_refuse(NOT_AUTHORIZED, V3_NOT_AUTHORIZED, "not authorized")
             return
         # takeover
@@ -962,7 +963,7 @@ class MQTTConnection:
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "peer": _fmt_peer(self.peer),
+            "peer": fmt_peer(self.peer),
             "client_id": self.client_id,
             "version": self.version,
             "subscriptions": len(self.subscriptions),
@@ -1029,14 +1030,3 @@ def _user_value(value: Any) -> str:
 def _now_ms() -> int:
     """Wall-clock milliseconds: message expiry counts from the publish time."""
     return time.time_ns() // 1_000_000
-
-
-def _is_loopback(peer: tuple[str, int] | None) -> bool:
-    if peer is None:
-        return True
-    host = peer[0]
-    return host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
-
-
-def _fmt_peer(peer: tuple[str, int] | None) -> str:
-    return "" if peer is None else f"{peer[0]}:{peer[1]}"

@@ -51,6 +51,7 @@ from broker.api import (
     BrokerError,
     Pending,
 )
+from protocols._server import fmt_peer, is_loopback
 from protocols.stomp import codec
 from protocols.stomp.codec import Frame, Heartbeat, StompError
 
@@ -185,7 +186,7 @@ class StompConnection:
         )
         log.info(
             "stomp error",
-            extra={"peer": _fmt_peer(self.peer), "error": message, "detail": detail},
+            extra={"peer": fmt_peer(self.peer), "error": message, "detail": detail},
         )
         self.close_reason = message
         self.state = CLOSED
@@ -325,12 +326,12 @@ class StompConnection:
         login = h.get("login")
         if login is not None:
             ok = login == s.default_user and h.get("passcode") == s.default_pass
-            if ok and s.default_user_loopback_only and not _is_loopback(self.peer):
+            if ok and s.default_user_loopback_only and not is_loopback(self.peer):
                 ok = False
             if not ok:
                 self.error("Bad CONNECT", "Access refused for user '" + login + "'\n")
                 return
-        elif not (s.allow_anonymous and _is_loopback(self.peer)):
+        elif not (s.allow_anonymous and is_loopback(self.peer)):
             self.error("Bad CONNECT", "Access refused: login required")
             return
         host = h.get("host")
@@ -684,7 +685,7 @@ class StompConnection:
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "peer": _fmt_peer(self.peer),
+            "peer": fmt_peer(self.peer),
             "version": self.version,
             "subscriptions": len(self.subscriptions),
         }
@@ -723,14 +724,3 @@ def _header_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _is_loopback(peer: tuple[str, int] | None) -> bool:
-    if peer is None:
-        return True
-    host = peer[0]
-    return host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
-
-
-def _fmt_peer(peer: tuple[str, int] | None) -> str:
-    return "" if peer is None else f"{peer[0]}:{peer[1]}"
