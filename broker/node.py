@@ -41,7 +41,7 @@ import trio
 from broker.config import Config
 from broker.core import commands as C
 from broker.core.codec import decode_entry, encode_entry
-from broker.core.machine import CoreError, Machine, Meta
+from broker.core.machine import Machine, Meta
 from broker.core.model import SESSION_CONNECTION_SHIFT, connection_of
 from broker.runtime import Clock, SystemClock
 from storage.commit import BacklogFull, GroupCommitter
@@ -453,7 +453,3 @@ class Node:
         if self._log is not None:
             stats["log"] = self._log.statistics()
         return stats
-
-
-def is_error(reply: Any) -> bool:
-    return isinstance(reply, CoreError)

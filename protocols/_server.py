@@ -5,12 +5,98 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
 log = logging.getLogger("polymq.server")
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+class Output(Protocol):
+    """What the shared write loop needs from a protocol's connection object."""
+
+    out: list[bytes]
+
+    def take_output(self) -> bytes: ...
+
+    def on_output_flushed(self) -> None: ...
+
+
+class Wire:
+    """One connection's socket and the signals between its reader and its writer task: the
+    reader (and the core's deliveries) append to the connection's output and ``wake_writer``;
+    the writer sends one joined buffer per wake and sets ``drained`` when nothing is left."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.wake = trio.Event()
+        self.drained = trio.Event()
+        self.pending_bytes = 0
+        self.last_recv = trio.current_time()
+        self.last_send = trio.current_time()
+        self.done = False
+
+    def wake_writer(self) -> None:
+        self.wake.set()
+
+
+async def write_loop(
+    wire: Wire, conn: Output, close_when: Callable[[], bool] | None = None
+) -> None:
+    """The writer task. Ends once ``wire.done`` is set and the output is drained; with
+    ``close_when``, also closes the socket (ending the reader) when it turns true with nothing
+    left to send — for an end decided outside the reader, such as a session takeover."""
+    stream = wire.stream
+    while True:
+        await wire.wake.wait()
+        wire.wake = trio.Event()
+        data = conn.take_output()
+        if data:
+            wire.pending_bytes = len(data)
+            await stream.send_all(data)
+            wire.last_send = trio.current_time()
+            conn.on_output_flushed()
+        wire.pending_bytes = 0
+        if not conn.out:
+            wire.drained.set()
+            if wire.done:
+                return
+            if close_when is not None and close_when():
+                await trio.aclose_forcefully(stream)
+                return
+
+
+async def drain(wire: Wire, conn: Output, timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until the writer has sent everything queued so far."""
+    if conn.out:
+        wire.drained = trio.Event()
+        wire.wake_writer()
+        with trio.move_on_after(timeout_s):
+            await wire.drained.wait()
+
+
+async def flush_then_discard(
+    wire: Wire,
+    conn: Output,
+    *,
+    close_timeout_s: float,
+    discard_s: float,
+    read_bytes_max: int,
+    discard_bytes_max: int = 4 << 20,
+) -> None:
+    """After a protocol error: let the error reply reach the peer, then read and drop what it
+    still sends for a moment, so closing does not turn into a reset (a reset can destroy the
+    reply in the peer's receive buffer before it reads it)."""
+    await drain(wire, conn, close_timeout_s)
+    discarded = 0
+    with trio.move_on_after(discard_s):
+        while discarded < discard_bytes_max:
+            data = await wire.stream.receive_some(read_bytes_max)
+            if not data:
+                break
+            discarded += len(data)
 
 
 def is_loopback(peer: tuple[str, int] | None) -> bool:

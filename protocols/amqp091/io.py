@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from broker.api import Broker
+from protocols._server import Wire, drain, flush_then_discard, write_loop
 from protocols.amqp091 import codec
 from protocols.amqp091.processor import CLOSED, CLOSING, AMQPConnection, AMQPSettings
 
@@ -31,20 +32,6 @@ class IOLimits:
     discard_after_error_bytes_max: int = 4 << 20
 
 
-class _Wire:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.wake = trio.Event()
-        self.drained = trio.Event()
-        self.pending_bytes = 0
-        self.last_send = trio.current_time()
-        self.last_recv = trio.current_time()
-        self.done = False
-
-    def wake_writer(self) -> None:
-        self.wake.set()
-
-
 async def handle(
     stream: trio.SocketStream, broker: Broker, settings: AMQPSettings, limits: IOLimits
 ) -> None:
@@ -52,7 +39,7 @@ async def handle(
         peer = stream.socket.getpeername()
     except OSError:
         return
-    wire = _Wire(stream)
+    wire = Wire(stream)
     conn = AMQPConnection(broker, settings, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     decoder = conn.decoder
     # -- protocol header -----------------------------------------------------------------------
@@ -74,15 +61,11 @@ async def handle(
     conn.start()
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(write_loop, wire, conn)
             nursery.start_soon(_heartbeats, wire, conn)
             await _reader(wire, conn, limits)
             wire.done = True
-            if conn.out:
-                wire.drained = trio.Event()
-                wire.wake_writer()
-                with trio.move_on_after(limits.close_timeout_s):
-                    await wire.drained.wait()
+            await drain(wire, conn, limits.close_timeout_s)
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the peer went away or missed its heartbeats
@@ -91,7 +74,7 @@ async def handle(
             await conn.close()
 
 
-async def _reader(wire: _Wire, conn: AMQPConnection, limits: IOLimits) -> None:
+async def _reader(wire: Wire, conn: AMQPConnection, limits: IOLimits) -> None:
     stream = wire.stream
     decoder = conn.decoder
     closing_deadline: float | None = None
@@ -125,50 +108,20 @@ async def _reader(wire: _Wire, conn: AMQPConnection, limits: IOLimits) -> None:
             # close-ok that could not be read.
             await conn.handle_events(exc.events)
             conn.connection_error(exc.code, exc.reply_text, exc.class_id, exc.method_id)
-            await _flush_then_discard(wire, conn, limits)
+            await flush_then_discard(
+                wire,
+                conn,
+                close_timeout_s=limits.close_timeout_s,
+                discard_s=limits.discard_after_error_s,
+                read_bytes_max=limits.read_bytes_max,
+            )
             return
         if events:
             await conn.handle_events(events)
         wire.pending_bytes = sum(map(len, conn.out))
 
 
-async def _flush_then_discard(wire: _Wire, conn: AMQPConnection, limits: IOLimits) -> None:
-    """After a framing error: let connection.close reach the peer, then read and drop what it
-    still sends for a moment, so closing does not reset the connection (a reset can destroy
-    the close frame in the peer's receive buffer before it reads it)."""
-    if conn.out:
-        wire.drained = trio.Event()
-        wire.wake_writer()
-        with trio.move_on_after(limits.close_timeout_s):
-            await wire.drained.wait()
-    discarded = 0
-    with trio.move_on_after(limits.discard_after_error_s):
-        while discarded < limits.discard_after_error_bytes_max:
-            data = await wire.stream.receive_some(limits.read_bytes_max)
-            if not data:
-                break
-            discarded += len(data)
-
-
-async def _writer(wire: _Wire, conn: AMQPConnection) -> None:
-    stream = wire.stream
-    while True:
-        await wire.wake.wait()
-        wire.wake = trio.Event()
-        data = conn.take_output()
-        if data:
-            wire.pending_bytes = len(data)
-            await stream.send_all(data)
-            wire.last_send = trio.current_time()
-            conn.on_output_flushed()
-        wire.pending_bytes = 0
-        if not conn.out:
-            wire.drained.set()
-            if wire.done:
-                return
-
-
-async def _heartbeats(wire: _Wire, conn: AMQPConnection) -> None:
+async def _heartbeats(wire: Wire, conn: AMQPConnection) -> None:
     while conn.heartbeat_s <= 0:
         if conn.state in (CLOSING, CLOSED):
             return

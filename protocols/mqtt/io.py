@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import trio
 
+from protocols._server import Wire, drain, write_loop
 from protocols.mqtt import codec
 from protocols.mqtt.processor import (
     CLOSED,
@@ -34,37 +35,20 @@ class IOLimits:
     close_timeout_s: float = 5.0
 
 
-class _Wire:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.wake = trio.Event()
-        self.drained = trio.Event()
-        self.pending_bytes = 0
-        self.last_recv = trio.current_time()
-        self.done = False
-
-    def wake_writer(self) -> None:
-        self.wake.set()
-
-
 async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
     try:
         peer = stream.socket.getpeername()
     except OSError:
         return
-    wire = _Wire(stream)
+    wire = Wire(stream)
     conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(write_loop, wire, conn, lambda: conn.state == CLOSED)
             nursery.start_soon(_keepalive, wire, conn, limits)
             await _reader(wire, conn, limits)
             wire.done = True
-            if conn.out:
-                wire.drained = trio.Event()
-                wire.wake_writer()
-                with trio.move_on_after(limits.close_timeout_s):
-                    await wire.drained.wait()
+            await drain(wire, conn, limits.close_timeout_s)
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -73,7 +57,7 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
             await conn.close()
 
 
-async def _reader(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
+async def _reader(wire: Wire, conn: MQTTConnection, limits: IOLimits) -> None:
     stream = wire.stream
     while conn.state != CLOSED:
         if wire.pending_bytes > limits.outbuf_bytes_max:
@@ -121,28 +105,7 @@ async def process_bytes(conn: MQTTConnection, data: bytes) -> bool:
     return True
 
 
-async def _writer(wire: _Wire, conn: MQTTConnection) -> None:
-    stream = wire.stream
-    while True:
-        await wire.wake.wait()
-        wire.wake = trio.Event()
-        data = conn.take_output()
-        if data:
-            wire.pending_bytes = len(data)
-            await stream.send_all(data)
-            conn.on_output_flushed()
-        wire.pending_bytes = 0
-        if not conn.out:
-            wire.drained.set()
-            if wire.done:
-                return
-        if conn.state == CLOSED and not conn.out and not wire.done:
-            # a takeover or protocol error decided elsewhere: end the reader too
-            await trio.aclose_forcefully(stream)
-            return
-
-
-async def _keepalive(wire: _Wire, conn: MQTTConnection, limits: IOLimits) -> None:
+async def _keepalive(wire: Wire, conn: MQTTConnection, limits: IOLimits) -> None:
     with trio.move_on_after(limits.connect_timeout_s):
         while conn.state != CONNECTED:
             if conn.state == CLOSED:

@@ -38,7 +38,8 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from protocols.mqtt.io import IOLimits, _keepalive, _Wire, process_bytes
+from protocols._server import Wire
+from protocols.mqtt.io import IOLimits, _keepalive, process_bytes
 from protocols.mqtt.processor import CLOSED, MQTTConnection, MQTTHub
 
 log = logging.getLogger("polymq.mqtt")
@@ -193,7 +194,7 @@ async def read_upgrade(stream: trio.abc.Stream) -> Upgrade | None:
             return None
 
 
-class _WSWire(_Wire):
+class _WSWire(Wire):
     def __init__(self, stream: trio.SocketStream, ws: Connection) -> None:
         super().__init__(stream)
         self.ws = ws

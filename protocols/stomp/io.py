@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from broker.api import Broker
+from protocols._server import Wire, drain, flush_then_discard, write_loop
 from protocols.stomp import codec
 from protocols.stomp.processor import CLOSED, CONNECTED, StompConnection, StompSettings
 
@@ -30,20 +31,6 @@ class IOLimits:
     discard_after_error_s: float = 1.0
 
 
-class _Wire:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.wake = trio.Event()
-        self.drained = trio.Event()
-        self.pending_bytes = 0
-        self.last_recv = trio.current_time()
-        self.last_send = trio.current_time()
-        self.done = False
-
-    def wake_writer(self) -> None:
-        self.wake.set()
-
-
 async def handle(
     stream: trio.SocketStream,
     broker: Broker,
@@ -55,21 +42,17 @@ async def handle(
         peer = stream.socket.getpeername()
     except OSError:
         return
-    wire = _Wire(stream)
+    wire = Wire(stream)
     conn = StompConnection(broker, settings, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     if decoder_limits:
         conn.decoder = codec.Decoder(**decoder_limits)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_writer, wire, conn)
+            nursery.start_soon(write_loop, wire, conn)
             nursery.start_soon(_heartbeats, wire, conn, limits)
             await _reader(wire, conn, limits)
             wire.done = True
-            if conn.out:
-                wire.drained = trio.Event()
-                wire.wake_writer()
-                with trio.move_on_after(limits.close_timeout_s):
-                    await wire.drained.wait()
+            await drain(wire, conn, limits.close_timeout_s)
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -78,7 +61,7 @@ async def handle(
             await conn.close()
 
 
-async def _reader(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
+async def _reader(wire: Wire, conn: StompConnection, limits: IOLimits) -> None:
     stream = wire.stream
     while conn.state != CLOSED:
         if wire.pending_bytes > limits.outbuf_bytes_max:
@@ -92,7 +75,13 @@ async def _reader(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
             return
         wire.last_recv = trio.current_time()
         if not await process_bytes(conn, data):
-            await _flush_then_discard(wire, conn, limits)
+            await flush_then_discard(
+                wire,
+                conn,
+                close_timeout_s=limits.close_timeout_s,
+                discard_s=limits.discard_after_error_s,
+                read_bytes_max=limits.read_bytes_max,
+            )
             return
         wire.pending_bytes = sum(map(len, conn.out))
 
@@ -117,38 +106,7 @@ async def process_bytes(conn: StompConnection, data: bytes) -> bool:
     return True
 
 
-async def _flush_then_discard(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
-    """Let the ERROR frame reach the peer, then drop what it still sends for a moment so the
-    close does not turn into a reset that destroys the ERROR frame."""
-    if conn.out:
-        wire.drained = trio.Event()
-        wire.wake_writer()
-        with trio.move_on_after(limits.close_timeout_s):
-            await wire.drained.wait()
-    with trio.move_on_after(limits.discard_after_error_s):
-        while await wire.stream.receive_some(limits.read_bytes_max):
-            pass
-
-
-async def _writer(wire: _Wire, conn: StompConnection) -> None:
-    stream = wire.stream
-    while True:
-        await wire.wake.wait()
-        wire.wake = trio.Event()
-        data = conn.take_output()
-        if data:
-            wire.pending_bytes = len(data)
-            await stream.send_all(data)
-            wire.last_send = trio.current_time()
-            conn.on_output_flushed()
-        wire.pending_bytes = 0
-        if not conn.out:
-            wire.drained.set()
-            if wire.done:
-                return
-
-
-async def _heartbeats(wire: _Wire, conn: StompConnection, limits: IOLimits) -> None:
+async def _heartbeats(wire: Wire, conn: StompConnection, limits: IOLimits) -> None:
     with trio.move_on_after(limits.connect_timeout_s):
         while conn.state != CONNECTED:
             if conn.state == CLOSED:

@@ -42,6 +42,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from broker.api import Broker
+from protocols._server import Wire
 from protocols.mqtt.ws import (
     HANDSHAKE_BYTES_MAX,
     HandshakeRefused,
@@ -50,7 +51,7 @@ from protocols.mqtt.ws import (
     refusal_response,
 )
 from protocols.stomp import codec
-from protocols.stomp.io import IOLimits, _heartbeats, _Wire, process_bytes
+from protocols.stomp.io import IOLimits, _heartbeats, process_bytes
 from protocols.stomp.processor import CLOSED, StompConnection, StompSettings
 
 log = logging.getLogger("polymq.stomp")
@@ -160,7 +161,7 @@ async def read_upgrade(stream: trio.abc.Stream) -> Upgrade | None:
             return None
 
 
-class _WSWire(_Wire):
+class _WSWire(Wire):
     def __init__(self, stream: trio.SocketStream, ws: Connection) -> None:
         super().__init__(stream)
         self.ws = ws
