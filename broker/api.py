@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.core import commands as C
-from broker.core.model import LOCAL_ID_BASE, CoreError
+from broker.core.model import LOCAL_ID_BASE, SERVICE_SESSION_BASE, CoreError
 from broker.node import BrokerError, Node, Pending, SessionSink
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Pending",
     "PublishResult",
     "QueueDeclared",
+    "SERVICE_SESSION_BASE",
     "SessionSink",
 ]
 
@@ -52,9 +53,15 @@ MODIFY = C.SETTLE_MODIFY
 # Delivery tuple fields, as the core emits them.
 D_ID, D_REDELIVERED, D_COUNT, D_EXCHANGE, D_ROUTING_KEY, D_PROPS, D_BODY = range(7)
 
-# (routing_key, properties, body) or (routing_key, properties, body, flags): flags as the
-# core's PUBLISH flags (FLAG_RETAIN keeps the message as the key's retained message).
-Message = tuple[str, dict[str, Any], bytes] | tuple[str, dict[str, Any], bytes, int]
+# (routing_key, properties, body), (routing_key, properties, body, flags) or
+# (routing_key, properties, body, flags, opts): flags as the core's PUBLISH flags (FLAG_RETAIN
+# keeps the message as the key's retained message); opts as a PUBLISH message's opts
+# (``delay_ms``, ``group``, ``dedup``; see broker/core/commands.py).
+Message = (
+    tuple[str, dict[str, Any], bytes]
+    | tuple[str, dict[str, Any], bytes, int]
+    | tuple[str, dict[str, Any], bytes, int, dict[str, Any]]
+)
 FLAG_RETAIN = C.FLAG_RETAIN
 
 
@@ -69,6 +76,9 @@ class QueueDeclared:
 class PublishResult:
     routed: list[int]  # per message: number of queues it reached (0 = unroutable)
     rejected: list[int]  # positions refused by a queue's reject-publish overflow (nack these)
+    # position -> (message id, id of the original when dropped as a duplicate, the original's
+    # message_id property), for the messages that carried opts
+    ids: dict[int, tuple[Any, ...]] | None = None
 
 
 def _on_error_only(on_error: Callable[[BrokerError], None]) -> Callable[[Any], None]:
@@ -247,6 +257,9 @@ class Broker:
             [m[0], m[1], m[2], flags | m[3]] if len(m) > 3 else [m[0], m[1], m[2], flags]
             for m in messages
         ]
+        for i, m in enumerate(messages):
+            if len(m) > 4:
+                msgs[i].append(m[4])
         out: list[tuple[int, list[Any], bool]] = []
         offset = 0
         for logged, run in self.node.machine.split_publish(vhost, exchange, msgs):
@@ -272,11 +285,17 @@ class Broker:
             pendings.append((offset, pending))
         routed: list[int] = []
         rejected: list[int] = []
+        ids: dict[int, tuple[Any, ...]] | None = None
         for offset, pending in pendings:
             reply = _check(await pending.wait())
             routed.extend(reply[0])
             rejected.extend(offset + i for i in reply[1])
-        return PublishResult(routed, rejected)
+            if len(reply) > 2:
+                if ids is None:
+                    ids = {}
+                for pos, *info in reply[2]:
+                    ids[offset + pos] = tuple(info)
+        return PublishResult(routed, rejected, ids)
 
     def publish_nowait(
         self,
@@ -348,6 +367,45 @@ class Broker:
             )
         )
         return reply[0], reply[1]
+
+    async def get_detailed(
+        self,
+        session: int,
+        queue: str,
+        *,
+        vhost: str = "/",
+        max_n: int = 1,
+        lease_ms: int = 0,
+    ) -> tuple[list[Any], int, list[list[int | None]]]:
+        """As ``get``, with ``[first delivered at, enqueued at]`` (ms) per delivery."""
+        reply = _check(
+            await self.node.execute(
+                C.cmd_get(session, vhost, queue, max_n=max_n, lease_ms=lease_ms)
+            )
+        )
+        return reply[0], reply[1], reply[2]
+
+    async def set_queue_arguments(
+        self, name: str, arguments: dict[str, Any], *, vhost: str = "/"
+    ) -> None:
+        """Replace a queue's arguments (all but ``x-max-priority`` and ``x-fifo``)."""
+        _check(await self.node.execute(C.cmd_set_queue_arguments(vhost, name, arguments)))
+
+    def held(self, session: int, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` that ``session`` holds unsettled right now."""
+        return self.node.machine.held(session, ids)
+
+    def queue_counts(self, name: str, *, vhost: str = "/") -> tuple[int, int, int] | None:
+        """``(ready, unacked, delayed)`` of a queue, or None when it does not exist."""
+        return self.node.machine.queue_counts(vhost, name)
+
+    async def wait_ready(self, name: str, *, vhost: str = "/", timeout_s: float) -> bool:
+        """Wait until the queue may have a message for a GET, at most ``timeout_s``; False on
+        timeout (long polling)."""
+        return await self.node.wait_ready(vhost, name, timeout_s)
+
+    def list_queues(self, *, vhost: str = "/") -> list[dict[str, Any]]:
+        return self.node.machine.list_queues(vhost)
 
     async def settle(
         self, session: int, ids: Sequence[int], op: int = COMPLETE, *, delay_ms: int = 0

@@ -31,7 +31,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 # Listeners this version serves; the others accept their flag and report they are not available.
-AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt", "mqtt_ws", "stomp", "stomp_ws")
+AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt", "mqtt_ws", "stomp", "stomp_ws", "http")
 
 
 class StartupError(Exception):
@@ -60,11 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--fsync", choices=config.FSYNC_POLICIES, help="log fsync policy")
     serve.add_argument("--fsync-interval-ms", type=int, metavar="MS")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS)
+    serve.add_argument(
+        "--aws-auth",
+        choices=config.AWS_AUTH_MODES,
+        help="AWS API credentials: 'any' accepts any (dev); 'verify' checks SigV4 signatures",
+    )
+    serve.add_argument(
+        "--aws-access-keys", metavar="KEY:SECRET,...", help="access keys for --aws-auth verify"
+    )
+    serve.add_argument("--aws-account-id", metavar="DIGITS", help="account id in queue URLs")
     return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["data_dir", "host", "node_id", "fsync", "fsync_interval_ms", "log_level"]
+    keys += ["aws_auth", "aws_access_keys", "aws_account_id"]
     keys += [field for field, _ in LISTENERS.values()]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
@@ -139,6 +149,8 @@ async def serve(cfg: Config) -> None:
                 nursery.start_soon(
                     _serve_stomp, cfg, node, bound["stomp"], bound.get("stomp_ws", [])
                 )
+            if "http" in bound:
+                nursery.start_soon(_serve_http, cfg, node, bound["http"])
             log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
             async for signum in signals:
                 log.info("shutting down", extra={"signal": signal.Signals(signum).name})
@@ -147,6 +159,30 @@ async def serve(cfg: Config) -> None:
             with trio.move_on_after(60):
                 await node.wait_stopped()
             nursery.cancel_scope.cancel()
+
+
+async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+    """The AWS-compatible APIs (SQS) on one HTTP endpoint."""
+    from broker.adapters.sqs import SqsAdapter, SqsSettings
+    from broker.api import Broker
+    from protocols.aws.http import AwsHttpServer, HttpLimits
+    from protocols.aws.sigv4 import SigV4Verifier
+    from protocols.aws.sqs import SqsService
+
+    sqs = SqsAdapter(
+        Broker(node), SqsSettings(account_id=cfg.aws_account_id, region=cfg.aws_region)
+    )
+    auth = None
+    if cfg.aws_auth == "verify":
+        auth = SigV4Verifier(config.parse_access_keys(cfg.aws_access_keys))
+    limits = HttpLimits(
+        request_bytes_max=cfg.http_request_bytes_max, connections_max=cfg.http_connections_max
+    )
+    server = AwsHttpServer([SqsService(sqs)], limits, auth=auth)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sqs.run)
+        await server.serve(listeners)
+        nursery.cancel_scope.cancel()
 
 
 async def _serve_mqtt(

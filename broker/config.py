@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 FSYNC_POLICIES = ("always", "interval", "never")
+AWS_AUTH_MODES = ("any", "verify")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # listener name -> (config field, default port)
@@ -75,8 +76,15 @@ class Config:
     stomp_connections_max: int = 100_000
     stomp_outbuf_bytes_max: int = 16 << 20
     stomp_heartbeat_ms_min: int = 100
-    http_request_bytes_max: int = 64 << 10
-    http_connections_max: int = 256
+    http_request_bytes_max: int = 4 << 20
+    http_connections_max: int = 1024
+    aws_account_id: str = "000000000000"
+    aws_region: str = "us-east-1"
+    #: "any" accepts any (or no) credentials, for development; "verify" checks SigV4
+    #: signatures against aws_access_keys
+    aws_auth: str = "any"
+    #: "AKID:SECRET,AKID2:SECRET2"
+    aws_access_keys: str = ""
 
     def listener_port(self, name: str) -> int | None:
         field, _ = LISTENERS[name]
@@ -139,6 +147,13 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "fsync" and value not in FSYNC_POLICIES:
         choices = ", ".join(FSYNC_POLICIES)
         raise ConfigError(f"fsync in {source}: expected one of {choices}, got {value!r}")
+    if key == "aws_auth" and value not in AWS_AUTH_MODES:
+        choices = ", ".join(AWS_AUTH_MODES)
+        raise ConfigError(f"aws_auth in {source}: expected one of {choices}, got {value!r}")
+    if key == "aws_access_keys":
+        parse_access_keys(value, source)
+    if key == "aws_account_id" and not (len(value) == 12 and value.isdigit()):
+        raise ConfigError(f"aws_account_id in {source}: expected 12 digits, got {value!r}")
     if key == "log_level":
         value = value.lower()
         if value not in LOG_LEVELS:
@@ -146,6 +161,23 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 f"log_level in {source}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}"
             )
     return value
+
+
+def parse_access_keys(text: str, source: str = "the configuration") -> dict[str, str]:
+    """``"AKID:SECRET,AKID2:SECRET2"`` -> ``{AKID: SECRET, ...}``."""
+    keys: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        akid, sep, secret = item.partition(":")
+        if not sep or not akid or not secret:
+            raise ConfigError(
+                f"aws_access_keys in {source}: expected ACCESS_KEY:SECRET pairs separated by "
+                f"commas, got {item.split(':')[0]!r}..."
+            )
+        keys[akid] = secret
+    return keys
 
 
 def _apply(values: dict[str, Any], changes: Mapping[str, Any], source: str) -> None:
@@ -203,4 +235,7 @@ def build(
     _apply(values, from_environ(env), "the environment")
     if flags:
         _apply(values, {k: v for k, v in flags.items() if v is not None}, "the command line")
-    return Config(**values)
+    cfg = Config(**values)
+    if cfg.aws_auth == "verify" and not parse_access_keys(cfg.aws_access_keys):
+        raise ConfigError("aws_auth is 'verify' but aws_access_keys names no key")
+    return cfg

@@ -131,6 +131,8 @@ class Node:
         self._stopped = trio.Event()
         self.commands_logged = 0
         self.commands_local = 0
+        #: long-polling waiters: (vhost, queue) -> (event, ready/unacked counts when they began)
+        self._ready_watch: dict[tuple[str, str], tuple[trio.Event, tuple[int, int, int]]] = {}
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -333,7 +335,33 @@ class Node:
         reply, effects = self.machine.apply(meta, cmd)
         if effects:
             self._run_effects(effects)
+        if self._ready_watch:
+            self._wake_ready()
         return reply
+
+    def _wake_ready(self) -> None:
+        counts = self.machine.queue_counts
+        for key, (event, before) in list(self._ready_watch.items()):
+            now = counts(key[0], key[1])
+            if now is None or (now[0] and now != before):
+                event.set()
+                del self._ready_watch[key]
+
+    async def wait_ready(self, vhost: str, queue: str, timeout_s: float) -> bool:
+        """Wait until ``queue`` has ready messages that were not there before (or its counts
+        change while it has some, which frees FIFO groups), or it goes; False on timeout."""
+        key = (vhost, queue)
+        entry = self._ready_watch.get(key)
+        if entry is None:
+            before = self.machine.queue_counts(vhost, queue)
+            if before is None:
+                return True
+            entry = (trio.Event(), before)
+            self._ready_watch[key] = entry
+        with trio.move_on_after(timeout_s):
+            await entry[0].wait()
+            return True
+        return False
 
     def _run_effects(self, effects: list[Any]) -> None:
         sessions = self.sessions

@@ -4,7 +4,9 @@
 * Pure modules (``broker/core``, every ``codec.py``, ``storage/raft/core.py``) import no trio,
   socket, time, random or other source of I/O, threads or clocks.
 * ``broker/core`` imports nothing from the rest of ``broker``, nor ``storage`` or ``protocols``.
-* ``protocols`` reach the core only through ``broker/api.py`` (plus configuration and logging).
+* ``protocols`` reach the core only through ``broker/api.py`` (plus configuration and logging),
+  or through the service adapters of ``broker/adapters`` (AWS APIs), which use only the core API
+  themselves.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ IMPURE = {
     "signal",
     "uuid",
 }
-PROTOCOL_MAY_IMPORT = ("broker.api", "broker.config", "broker.logs", "broker.__version__")
+PROTOCOL_MAY_IMPORT = (
+    "broker.api",
+    "broker.config",
+    "broker.logs",
+    "broker.__version__",
+    "broker.adapters",
+)
+ADAPTER_MAY_IMPORT = ("broker.api", "broker.config", "broker.logs", "broker.adapters")
 
 
 def imports_of(source: str, module: str) -> list[str]:
@@ -87,6 +96,11 @@ def violations(rel: str, source: str) -> list[str]:
             prefix = ".".join(parts[:2])
             if len(parts) >= 2 and prefix not in PROTOCOL_MAY_IMPORT and name != "broker":
                 found.append(f"{rel}: protocols reach the core only through broker.api, not {name}")
+        if rel.startswith("broker/adapters/") and top in ("broker", "storage", "protocols"):
+            parts = name.split(".")
+            prefix = ".".join(parts[:2])
+            if top != "broker" or (len(parts) >= 2 and prefix not in ADAPTER_MAY_IMPORT):
+                found.append(f"{rel}: adapters use only the core API, not {name}")
     return found
 
 
@@ -125,6 +139,9 @@ def test_import_rules(rel: str, source: str) -> None:
         ("broker/core/queue.py", "from ..node import Node\n", "broker/core must not import"),
         ("protocols/amqp091/processor.py", "from broker.core import machine\n", "only through"),
         ("protocols/amqp091/processor.py", "from broker.node import Node\n", "only through"),
+        ("broker/adapters/sqs.py", "from broker.node import Node\n", "only the core API"),
+        ("broker/adapters/sqs.py", "from protocols.aws import http\n", "only the core API"),
+        ("broker/adapters/sqs.py", "from broker.core import machine\n", "only the core API"),
     ],
 )
 def test_rules_catch_violations(rel: str, source: str, expected: str) -> None:

@@ -1,0 +1,1 @@
+"""Semantics of the AWS services (SQS, then SNS, EventBridge, ...) over the core API."""

@@ -26,17 +26,28 @@ op  name              fields after the opcode                              reply
                       exclusive, arguments
 10  CANCEL            session, tag                                         None
 11  SETTLE            session, op, msg_ids, delay_ms                       number settled
-12  GET               session, vhost, queue, max_n, lease_ms, no_ack       [deliveries, ready]
+12  GET               session, vhost, queue, max_n, lease_ms, no_ack       [deliveries, ready,
+                                                                           times]
 13  SESSION_DOWN      session                                              None
 14  SESSION_PREFETCH  session, prefetch                                    None
 15  TICK              (none; the time is the entry's time_ms)              None
 16  SESSIONS_RESET    (none)                                               None
+17  SET_QUEUE_ARGS    session, vhost, name, arguments                      None
 ==  ================  ===================================================  ===================
 
 ``msgs`` of PUBLISH is a list of ``[routing_key, props, body, flags]`` (flags bit 0:
-mandatory; bit 1: retain, see ``FLAG_RETAIN``). ``routed`` is the list of per-message
-queue counts (0 = unroutable) and ``rejected`` the positions refused by a reject-publish
-overflow. A PUBLISH carries at most ``PUBLISH_BATCH_MAX`` messages.
+mandatory; bit 1: retain, see ``FLAG_RETAIN``), optionally with a fifth field ``opts``, a
+dict with ``delay_ms`` (invisible that long), ``group`` (FIFO message group) and ``dedup``
+(deduplication id). ``routed`` is the list of per-message queue counts (0 = unroutable)
+and ``rejected`` the positions refused by a reject-publish overflow. When any message
+carries opts the reply has a third element ``[[position, message id, id of the original
+when dropped as a duplicate, the original's message_id property], ...]`` for those
+messages. A PUBLISH carries at most
+``PUBLISH_BATCH_MAX`` messages.
+
+GET's ``times`` has ``[first delivered at, enqueued at]`` (ms) per delivery.
+SET_QUEUE_ARGS replaces a queue's arguments (all but ``x-max-priority`` and ``x-fifo`` may
+change; SQS SetQueueAttributes).
 
 ``exclusive`` of DECLARE_QUEUE makes ``session`` the owner. ``dest_kind`` is
 ``"queue"`` or ``"exchange"``. SETTLE ``op`` is one of ``SETTLE_COMPLETE``,
@@ -52,7 +63,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MACHINE_VERSION = 1
+MACHINE_VERSION = 2
+#: Snapshot versions this machine can restore.
+MACHINE_VERSIONS_READABLE = (1, 2)
 
 DECLARE_EXCHANGE = 1
 DELETE_EXCHANGE = 2
@@ -70,6 +83,7 @@ SESSION_DOWN = 13
 SESSION_PREFETCH = 14
 TICK = 15
 SESSIONS_RESET = 16
+SET_QUEUE_ARGUMENTS = 17
 
 #: Number of fields after the opcode, per opcode.
 ARITY: dict[int, int] = {
@@ -89,6 +103,7 @@ ARITY: dict[int, int] = {
     SESSION_PREFETCH: 2,
     TICK: 0,
     SESSIONS_RESET: 0,
+    SET_QUEUE_ARGUMENTS: 4,
 }
 
 NAMES: dict[int, str] = {
@@ -108,6 +123,7 @@ NAMES: dict[int, str] = {
     SESSION_PREFETCH: "SESSION_PREFETCH",
     TICK: "TICK",
     SESSIONS_RESET: "SESSIONS_RESET",
+    SET_QUEUE_ARGUMENTS: "SET_QUEUE_ARGUMENTS",
 }
 
 SETTLE_COMPLETE = 0
@@ -235,9 +251,12 @@ def msg(
     *,
     mandatory: bool = False,
     retain: bool = False,
+    opts: dict[str, Any] | None = None,
 ) -> Msg:
     """One message of a PUBLISH batch."""
     flags = (FLAG_MANDATORY if mandatory else 0) | (FLAG_RETAIN if retain else 0)
+    if opts is not None:
+        return [routing_key, props if props is not None else {}, body, flags, opts]
     return [routing_key, props if props is not None else {}, body, flags]
 
 
@@ -295,3 +314,9 @@ def cmd_tick() -> Command:
 
 def cmd_sessions_reset() -> Command:
     return [SESSIONS_RESET]
+
+
+def cmd_set_queue_arguments(
+    vhost: str, name: str, arguments: dict[str, Any], *, session: int | None = None
+) -> Command:
+    return [SET_QUEUE_ARGUMENTS, session, vhost, name, arguments]

@@ -45,6 +45,7 @@ from broker.core.model import (
     OVERFLOW_ID_BASE,
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
+    SERVICE_SESSION_BASE,
     CoreError,
     Meta,
     connection_of,
@@ -64,6 +65,13 @@ ROUTE_CACHE_ENTRIES_MAX = 8192
 K_LEASE = 0
 K_TTL = 1
 K_EXPIRES = 2
+K_DELAY = 3
+
+#: Messages a FIFO GET looks at past held groups before it stops (bounds the work of one GET).
+FIFO_SCAN_MESSAGES_MAX = 10_000
+#: Deduplication ids a queue remembers within its window; past it a publish is refused.
+DEDUP_ENTRIES_MAX = 200_000
+DEAD_LETTER_REASONS = ("expired", "maxlen", "rejected", "delivery_limit")
 
 DEFAULT_EXCHANGES = (
     ("", DEFAULT),
@@ -77,8 +85,12 @@ DEFAULT_EXCHANGES = (
 #: Queue arguments compared on redeclare (others are stored and ignored).
 EQUIVALENT_QUEUE_ARGS = (
     "x-dead-letter-exchange",
+    "x-dead-letter-reasons",
     "x-dead-letter-routing-key",
+    "x-deduplication-window",
     "x-delivery-limit",
+    "x-fifo",
+    "x-message-delay",
     "x-expires",
     "x-max-length",
     "x-max-length-bytes",
@@ -153,6 +165,7 @@ class Machine:
         self._effects: list[Effect] = []
         self._out: dict[Consumer, list[Delivery]] = {}
         self._dirty: dict[Queue, None] = {}
+        self._enq_info: tuple[Any, ...] | None = None
         self._handlers: dict[int, Callable[[list[Any]], Any]] = {
             C.DECLARE_EXCHANGE: self._declare_exchange,
             C.DELETE_EXCHANGE: self._delete_exchange_cmd,
@@ -170,6 +183,7 @@ class Machine:
             C.SESSION_PREFETCH: self._session_prefetch,
             C.TICK: self._tick,
             C.SESSIONS_RESET: self._sessions_reset,
+            C.SET_QUEUE_ARGUMENTS: self._set_queue_arguments,
         }
 
     # ------------------------------------------------------------------ apply
@@ -399,6 +413,8 @@ class Machine:
             ("x-max-length-bytes", "max_bytes", 0),
             ("x-delivery-limit", "delivery_limit", 0),
             ("x-max-priority", "max_priority", 0),
+            ("x-message-delay", "delay", 0),
+            ("x-deduplication-window", "dedup_window", 0),
         ):
             if k in args:
                 v = args[k]
@@ -428,6 +444,19 @@ class Machine:
                 "x-dead-letter-routing-key",
                 "x-dead-letter-routing-key requires x-dead-letter-exchange",
             )
+        if "x-fifo" in args:
+            v = args["x-fifo"]
+            if not isinstance(v, bool):
+                return bad("x-fifo", f"expected a boolean, got {v!r}")
+            out["fifo"] = v
+        if "x-dead-letter-reasons" in args:
+            v = args["x-dead-letter-reasons"]
+            if not isinstance(v, list) or any(r not in DEAD_LETTER_REASONS for r in v):
+                return bad(
+                    "x-dead-letter-reasons",
+                    f"expected a list of {', '.join(DEAD_LETTER_REASONS)}, got {v!r}",
+                )
+            out["dl_reasons"] = tuple(v)
         if "x-queue-type" in args and not isinstance(args["x-queue-type"], str):
             return bad("x-queue-type", "expected a string")
         return out
@@ -569,8 +598,8 @@ class Machine:
         for s in touched:
             self._gc(s)
 
-    def _purge_queue(self, cmd: list[Any]) -> Any:
-        _, session, vhost, name = cmd
+    def _usable_queue(self, vhost: str, name: str, session: int | None) -> Queue | CoreError:
+        """The queue ``session`` may act on, or the error saying why not."""
         vh = self._vhost(vhost)
         if isinstance(vh, CoreError):
             return vh
@@ -578,9 +607,45 @@ class Machine:
         if q is None:
             return self._no_queue(vh, name)
         err = self._locked(q, session)
-        if err is not None:
-            return err
-        return len(q.clear_ready())
+        return q if err is None else err
+
+    def _purge_queue(self, cmd: list[Any]) -> Any:
+        _, session, vhost, name = cmd
+        q = self._usable_queue(vhost, name, session)
+        if isinstance(q, CoreError):
+            return q
+        n = len(q.clear_ready()) + len(q.delayed)
+        q.delayed = []
+        q.delay_sched = None
+        return n
+
+    def _set_queue_arguments(self, cmd: list[Any]) -> Any:
+        _, session, vhost, name, arguments = cmd
+        q = self._usable_queue(vhost, name, session)
+        if isinstance(q, CoreError):
+            return q
+        if not isinstance(arguments, dict):
+            return CoreError(COMMAND_INVALID, "COMMAND_INVALID - arguments must be a table")
+        settings = self._queue_settings(vhost, name, arguments)
+        if isinstance(settings, CoreError):
+            return settings
+        for key, setting, default in (
+            ("x-max-priority", "max_priority", 0),
+            ("x-fifo", "fifo", False),
+        ):
+            if settings.get(setting, default) != getattr(q, setting):
+                return CoreError(
+                    PRECONDITION_FAILED,
+                    f"PRECONDITION_FAILED - cannot change '{key}' of queue '{name}' in vhost "
+                    f"'{vhost}'",
+                )
+        q.arguments = arguments
+        q.apply_settings(settings)
+        q.ttl_sched = None
+        self._resched_ttl(q)
+        q.exp_sched = None
+        self._sched_expiry(q)
+        return None
 
     # ------------------------------------------------------------------ bindings
 
@@ -732,6 +797,7 @@ class Machine:
             )
         routed: list[int] = []
         rejected: list[int] = []
+        infos: list[list[Any]] = []
         logged_apply = self._index > 0
         enqueue = self._enqueue
         append = routed.append
@@ -750,9 +816,14 @@ class Machine:
                     append(0)
                     continue
                 append(1)
-                if not enqueue(q, "", rk, m[1], m[2], logged_apply and q.logged):
+                if len(m) > 4:
+                    self._enq_info = None
+                    if not enqueue(q, "", rk, m[1], m[2], logged_apply and q.logged, m[4]):
+                        rejected.append(pos)
+                    infos.append([pos, *(self._enq_info or (None, None, None))])
+                elif not enqueue(q, "", rk, m[1], m[2], logged_apply and q.logged):
                     rejected.append(pos)
-            return [routed, rejected]
+            return [routed, rejected, infos] if infos else [routed, rejected]
         targets = self._targets
         for pos, m in enumerate(msgs):
             rk = m[0]
@@ -760,13 +831,57 @@ class Machine:
             lt, ot = targets(vh, x, rk, props.get("headers") if props else None)
             append(len(lt) + len(ot))
             ok = True
+            opts = m[4] if len(m) > 4 else None
+            self._enq_info = None
             for q in lt:
-                ok = enqueue(q, exname, rk, props, m[2], logged_apply) and ok
+                ok = enqueue(q, exname, rk, props, m[2], logged_apply, opts) and ok
             for q in ot:
-                ok = enqueue(q, exname, rk, props, m[2], False) and ok
+                ok = enqueue(q, exname, rk, props, m[2], False, opts) and ok
             if not ok:
                 rejected.append(pos)
-        return [routed, rejected]
+            if opts is not None:
+                infos.append([pos, *(self._enq_info or (None, None, None))])
+        return [routed, rejected, infos] if infos else [routed, rejected]
+
+    def _dedup_seen(self, q: Queue, dedup: Any) -> tuple[int, Any] | None:
+        """``(message id, message_id property)`` of the message that took ``dedup`` within
+        the window, forgetting expired ids first."""
+        table = q.dedup
+        now = self.now
+        while table:
+            first = next(iter(table))
+            if table[first][0] > now:
+                break
+            del table[first]
+        hit = table.get(str(dedup))
+        if hit is None or hit[0] <= now:
+            return None
+        return hit[1], hit[2]
+
+    def _sched_delay(self, q: Queue) -> None:
+        if not q.delayed:
+            q.delay_sched = None
+            return
+        t = q.delayed[0][0]
+        if q.delay_sched is None or t < q.delay_sched:
+            q.delay_sched = t
+            self._push(t, K_DELAY, (q.vhost, q.name), q)
+
+    def _release_delayed(self, q: Queue) -> None:
+        """Move the delayed messages that are due to the ready set, in due order."""
+        now = self.now
+        delayed = q.delayed
+        while delayed and delayed[0][0] <= now:
+            m = heappop(delayed)[2]
+            m.seq = q.next_seq
+            q.next_seq += 1
+            q.push_fresh(m)
+            if m.expires_at is not None:
+                self._sched_msg_ttl(q, m)
+        q.delay_sched = None
+        self._sched_delay(q)
+        if q.consumers:
+            self._dirty[q] = None
 
     def _enqueue(
         self,
@@ -776,8 +891,33 @@ class Machine:
         props: dict[str, Any],
         body: bytes,
         logged: bool,
+        opts: dict[str, Any] | None = None,
     ) -> bool:
-        """Add a new copy to ``q``; False when refused by a reject-publish overflow."""
+        """Add a new copy to ``q``; False when refused by a reject-publish overflow.
+
+        ``opts`` (from a PUBLISH message's fifth field) may carry ``delay_ms`` (invisible for
+        that long, instead of the queue's ``x-message-delay``), ``group`` (FIFO message group)
+        and ``dedup`` (deduplication id, dropped as a duplicate within the queue's
+        ``x-deduplication-window``). With opts, ``_enq_info`` is set to ``(message id,
+        id of the original when a duplicate)``.
+        """
+        delay = q.delay
+        group = None
+        if opts is not None:
+            dedup = opts.get("dedup")
+            if dedup is not None and q.dedup_window:
+                seen = self._dedup_seen(q, dedup)
+                if seen is not None:
+                    self._enq_info = (seen[0], seen[0], seen[1])
+                    return True
+                if len(q.dedup) >= DEDUP_ENTRIES_MAX:
+                    return False
+            d = opts.get("delay_ms")
+            if type(d) is int and d >= 0:
+                delay = d
+            g = opts.get("group")
+            if isinstance(g, str) and q.fifo:
+                group = g
         ttl = q.ttl
         if props:
             exp = props.get("expiration")
@@ -804,6 +944,22 @@ class Machine:
             None if ttl is None else self.now + ttl,
         )
         q.next_seq += 1
+        m.at = self.now
+        if opts is not None:
+            m.group = group
+            self._enq_info = (m.id, None, None)
+            dedup = opts.get("dedup")
+            if dedup is not None and q.dedup_window:
+                q.dedup[str(dedup)] = (
+                    self.now + q.dedup_window,
+                    m.id,
+                    props.get("message_id") if props else None,
+                )
+        if delay > 0:
+            self._hn += 1
+            heappush(q.delayed, (self.now + delay, self._hn, m))
+            self._sched_delay(q)
+            return True
         if q.consumers and not q.ready_count:
             c = self._pick(q)
             if c is not None:
@@ -891,7 +1047,7 @@ class Machine:
 
     def _dead_letter(self, q: Queue, m: Message, reason: str) -> None:
         """Republish ``m`` (already out of ``q``'s ready and unacked sets) to the DLX."""
-        if q.dlx is None:
+        if q.dlx is None or (q.dl_reasons is not None and reason not in q.dl_reasons):
             return
         vh = self.vhosts[q.vhost]
         x = vh.exchanges.get(q.dlx)
@@ -937,7 +1093,11 @@ class Machine:
             out = self._out[c] = []
             self._effects.append(("deliver", c.session.id, c.tag, q.name, out))
         out.append((m.id, dc > 1, dc, m.exchange, m.routing_key, m.props, m.body))
+        if m.first_at is None:
+            m.first_at = self.now
         if not c.no_ack:
+            if m.group is not None:
+                q.groups_held[m.group] = q.groups_held.get(m.group, 0) + 1
             s = c.session
             m.session = s
             m.consumer = c
@@ -1063,6 +1223,8 @@ class Machine:
         """Take ``m`` out of the unacked sets of its session and queue."""
         del s.unacked[m.id]
         q = m.queue
+        if m.group is not None:
+            self._release_group(q, m.group)
         del q.unacked[m.id]
         q.unacked_bytes -= m.size
         c = m.consumer
@@ -1075,6 +1237,14 @@ class Machine:
         m.session = None
         m.lease_at = None
         return q
+
+    @staticmethod
+    def _release_group(q: Queue, group: str) -> None:
+        n = q.groups_held.get(group, 0) - 1
+        if n > 0:
+            q.groups_held[group] = n
+        else:
+            q.groups_held.pop(group, None)
 
     def _return(self, q: Queue, m: Message) -> None:
         """Put a detached message back in ready at its original place."""
@@ -1116,6 +1286,8 @@ class Machine:
                 q = m.queue
                 del q.unacked[mid]
                 q.unacked_bytes -= m.size
+                if m.group is not None:
+                    self._release_group(q, m.group)
                 c = m.consumer
                 if c is not None:
                     c.unacked -= 1
@@ -1139,6 +1311,8 @@ class Machine:
                 elif op == C.SETTLE_DISCARD:
                     self._dead_letter(q, m, "rejected")
                 elif delay_ms and delay_ms > 0:
+                    if m.group is not None:
+                        q.groups_held[m.group] = q.groups_held.get(m.group, 0) + 1
                     m.session = s
                     m.lease_at = now + delay_ms
                     s.unacked[mid] = m
@@ -1154,6 +1328,7 @@ class Machine:
         return n
 
     def _get(self, cmd: list[Any]) -> Any:
+        """Reply ``[deliveries, ready count, [[first delivered at, enqueued at], ...]]``."""
         _, session, vhost, queue, max_n, lease_ms, no_ack = cmd
         vh = self._vhost(vhost)
         if isinstance(vh, CoreError):
@@ -1166,8 +1341,13 @@ class Machine:
             return err
         self._touch(q)
         out: list[Delivery] = []
+        times: list[list[int | None]] = []
         now = self.now
         s = None if no_ack else self._session(session)
+        held = q.groups_held if (q.fifo and s is not None) else None
+        skipped: list[Message] = []
+        taken: set[str] = set()
+        scanned = 0
         while len(out) < max_n:
             m = q.pop_head()
             if m is None:
@@ -1175,21 +1355,37 @@ class Machine:
             if m.expires_at is not None and m.expires_at < now:
                 self._dead_letter(q, m, "expired")
                 continue
+            if held is not None and m.group is not None:
+                # FIFO: a group with a message in flight waits (SQS message groups)
+                if m.group in held and m.group not in taken:
+                    skipped.append(m)
+                    scanned += 1
+                    if scanned >= FIFO_SCAN_MESSAGES_MAX:
+                        break
+                    continue
+                taken.add(m.group)
             dc = m.delivery_count + 1
             m.delivery_count = dc
+            if m.first_at is None:
+                m.first_at = now
             out.append((m.id, dc > 1, dc, m.exchange, m.routing_key, m.props, m.body))
+            times.append([m.first_at, m.at])
             if s is not None:
                 m.session = s
                 s.unacked[m.id] = m
                 q.unacked[m.id] = m
                 q.unacked_bytes += m.size
+                if m.group is not None:
+                    q.groups_held[m.group] = q.groups_held.get(m.group, 0) + 1
                 if lease_ms and lease_ms > 0:
                     m.lease_at = now + lease_ms + 1
                     self._push(m.lease_at, K_LEASE, m.id, m)
+        for m in skipped:
+            q.push_returned(m)
         self._resched_ttl(q)
         if s is not None:
             self._gc(s)
-        return [out, q.ready_count]
+        return [out, q.ready_count, times]
 
     # ------------------------------------------------------------------ sessions
 
@@ -1232,8 +1428,11 @@ class Machine:
         return None
 
     def _sessions_reset(self, cmd: list[Any]) -> Any:
+        """Every connection's sessions go down; service sessions (ids from
+        ``SERVICE_SESSION_BASE`` up, as SQS receives use) keep their leases."""
         for sid in sorted(self.sessions):
-            self._session_down(sid)
+            if sid < SERVICE_SESSION_BASE:
+                self._session_down(sid)
         return None
 
     # ------------------------------------------------------------------ timers
@@ -1259,6 +1458,10 @@ class Machine:
         due.extend(self._pop_due(now))
         ttl_keys = sorted({e[2] for e in due if e[1] == K_TTL})
         exp_keys = sorted({e[2] for e in due if e[1] == K_EXPIRES})
+        for vhost, name in sorted({e[2] for e in due if e[1] == K_DELAY}):
+            dq = self.vhosts[vhost].queues.get(name)
+            if dq is not None and dq.delay_sched is not None and dq.delay_sched <= now:
+                self._release_delayed(dq)
         for vhost, name in ttl_keys:
             tq = self.vhosts[vhost].queues.get(name)
             if tq is None:
@@ -1300,6 +1503,8 @@ class Machine:
             return bool(obj.session is not None and obj.lease_at == t)
         if kind == K_TTL:
             return bool(not obj.deleted and obj.ttl_sched == t)
+        if kind == K_DELAY:
+            return bool(not obj.deleted and obj.delay_sched == t)
         return bool(not obj.deleted and obj.exp_sched == t)
 
     def next_deadline(self) -> int | None:
@@ -1325,6 +1530,15 @@ class Machine:
                     obj.session is not None
                     and obj.lease_at is not None
                     and (obj.lease_at <= now_ms and obj.id < LOCAL_ID_BASE)
+                ):
+                    return True
+            elif kind == K_DELAY:
+                if (
+                    not obj.deleted
+                    and obj.logged
+                    and obj.delayed
+                    and obj.delayed[0][0] <= now_ms
+                    and any(e[0] <= now_ms and e[2].id < LOCAL_ID_BASE for e in obj.delayed)
                 ):
                     return True
             elif kind == K_TTL:
@@ -1370,7 +1584,7 @@ class Machine:
             return x is not None and x.durable
         if op == C.DECLARE_QUEUE:
             return bool(cmd[4]) and not cmd[5] and not cmd[8]
-        if op in (C.DELETE_QUEUE, C.PURGE_QUEUE, C.CONSUME, C.GET):
+        if op in (C.DELETE_QUEUE, C.PURGE_QUEUE, C.CONSUME, C.GET, C.SET_QUEUE_ARGUMENTS):
             return self._queue_logged(cmd[2], cmd[3])
         if op in (C.BIND, C.UNBIND):
             vh = self.vhosts.get(cmd[2])
@@ -1461,6 +1675,7 @@ class Machine:
             "vhost": q.vhost,
             "messages_ready": q.ready_count,
             "messages_unacked": len(q.unacked),
+            "messages_delayed": len(q.delayed),
             "messages": q.ready_count + len(q.unacked),
             "consumers": len(q.consumers),
             "bytes": q.ready_bytes + q.unacked_bytes,
@@ -1470,6 +1685,17 @@ class Machine:
             "auto_delete": q.auto_delete,
             "arguments": dict(q.arguments),
         }
+
+    def queue_counts(self, vhost: str, name: str) -> tuple[int, int, int] | None:
+        vh = self.vhosts.get(vhost)
+        q = vh.queues.get(name) if vh is not None else None
+        return None if q is None else (q.ready_count, len(q.unacked), len(q.delayed))
+
+    def held(self, session: int, ids: Any) -> list[int]:
+        s = self.sessions.get(session)
+        if s is None:
+            return []
+        return [i for i in ids if i in s.unacked]
 
     def queue_info(self, vhost: str, name: str) -> dict[str, Any] | None:
         vh = self.vhosts.get(vhost)

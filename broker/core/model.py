@@ -47,3 +47,7 @@ def connection_of(session: int) -> int:
 LOCAL_ID_BASE = 1 << 62
 #: First id of the logged overflow space, for copies past the per-entry range.
 OVERFLOW_ID_BASE = 1 << 61
+
+#: Session ids from this one up belong to no connection: service sessions (SQS receives)
+#: whose leases survive a restart and a change of leader.
+SERVICE_SESSION_BASE = 1 << 60

@@ -32,6 +32,9 @@ class Message:
         "session",
         "consumer",
         "lease_at",
+        "group",
+        "at",
+        "first_at",
     )
 
     def __init__(
@@ -60,6 +63,11 @@ class Message:
         self.session: Session | None = None
         self.consumer: Consumer | None = None
         self.lease_at: int | None = None
+        #: FIFO message group (None outside FIFO queues)
+        self.group: str | None = None
+        #: when it was enqueued, and first delivered (machine time, ms)
+        self.at = 0
+        self.first_at: int | None = None
 
 
 class Level:
@@ -171,6 +179,14 @@ class Queue:
         "n_expiring",
         "deleted",
         "exclusive_consumer",
+        "delay",
+        "fifo",
+        "dedup_window",
+        "dl_reasons",
+        "delayed",
+        "delay_sched",
+        "dedup",
+        "groups_held",
     )
 
     def __init__(
@@ -192,15 +208,7 @@ class Queue:
         self.arguments = arguments
         #: durable and not exclusive: lives in the log and the snapshot
         self.logged = durable and owner is None
-        self.ttl: int | None = settings.get("ttl")
-        self.expires: int | None = settings.get("expires")
-        self.max_len: int | None = settings.get("max_len")
-        self.max_bytes: int | None = settings.get("max_bytes")
-        self.overflow: str = settings.get("overflow", "drop-head")
-        self.dlx: str | None = settings.get("dlx")
-        self.dlrk: str | None = settings.get("dlrk")
         self.max_priority: int = settings.get("max_priority", 0)
-        self.delivery_limit: int | None = settings.get("delivery_limit")
         self.levels = [Level() for _ in range(self.max_priority + 1)]
         self.ready_count = 0
         self.ready_bytes = 0
@@ -215,6 +223,33 @@ class Queue:
         self.n_expiring = 0
         self.deleted = False
         self.exclusive_consumer = False
+        self.apply_settings(settings)
+        #: delayed messages: a heap of (visible_at, n, message); not ready, not counted there
+        self.delayed: list[tuple[int, int, Message]] = []
+        self.delay_sched: int | None = None
+        #: deduplication ids seen within the window: id -> (expires_at, message id, its
+        #: message_id property); insertion order is time order
+        self.dedup: dict[str, tuple[int, int, Any]] = {}
+        #: FIFO groups with messages in flight: group -> count
+        self.groups_held: dict[str, int] = {}
+
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        """The settings that may change after declaration (SQS SetQueueAttributes)."""
+        self.ttl: int | None = settings.get("ttl")
+        self.expires: int | None = settings.get("expires")
+        self.max_len: int | None = settings.get("max_len")
+        self.max_bytes: int | None = settings.get("max_bytes")
+        self.overflow: str = settings.get("overflow", "drop-head")
+        self.dlx: str | None = settings.get("dlx")
+        self.dlrk: str | None = settings.get("dlrk")
+        self.delivery_limit: int | None = settings.get("delivery_limit")
+        #: default delay of new messages, ms
+        self.delay: int = settings.get("delay", 0)
+        #: FIFO: GET holds a message group while one of its messages is in flight
+        self.fifo: bool = settings.get("fifo", False)
+        self.dedup_window: int = settings.get("dedup_window", 0)
+        #: the dead-letter reasons that dead-letter (None: all); others just drop the message
+        self.dl_reasons: tuple[str, ...] | None = settings.get("dl_reasons")
 
     # ready structure -----------------------------------------------------------------
 

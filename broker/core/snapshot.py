@@ -9,7 +9,10 @@ stream always gives the same bytes)::
     queue    = [name, auto_delete, arguments, next_seq, last_used, consumer_order, messages]
     consumer_order = [[session, tag], ...]            (round-robin order of the queue)
     message  = [id, seq, priority, exchange, routing_key, props, body, expires_at,
-                delivery_count, holder]
+                delivery_count, holder, group, at, first_at]      (version 1: no last three)
+    queue    += [delayed, dedup]                                  (version 2)
+    delayed  = [[visible_at, message], ...]
+    dedup    = [[id, expires_at, message id, message_id property], ...]
     holder   = None (ready) | [session, kind, tag, lease_at]
                kind 0: got by GET, 1: held by live consumer tag, 2: by a cancelled consumer
     binding  = [source, kind, dest, routing_key, arguments]
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from broker.core.commands import MACHINE_VERSION
+from broker.core.commands import MACHINE_VERSION, MACHINE_VERSIONS_READABLE
 from broker.core.model import LOCAL_ID_BASE
 from broker.core.queue import Consumer, Message, Queue, Session
 from broker.core.routing import DEFAULT, Binding, Exchange, freeze
@@ -64,7 +67,19 @@ def _msg(m: Message) -> list[Any]:
         m.expires_at,
         m.delivery_count,
         _holder(m),
+        m.group,
+        m.at,
+        m.first_at,
     ]
+
+
+def _message(q: Queue, row: list[Any]) -> Message:
+    mid, seq, prio, exchange, rk, props, body, expires_at, dcount = row[:9]
+    m = Message(mid, seq, q, exchange, rk, props, body, prio, expires_at)
+    m.delivery_count = dcount
+    if len(row) > 10:
+        m.group, m.at, m.first_at = row[10], row[11], row[12]
+    return m
 
 
 def _bkey(b: Binding) -> tuple[str, str, str, str, str]:
@@ -96,6 +111,8 @@ def dump_snapshot(machine: Machine) -> bytes:
                     q.last_used,
                     [[c.session.id, c.tag] for c in q.consumers],
                     msgs,
+                    [[t, _msg(m)] for t, _, m in sorted(q.delayed) if m.id < LOCAL_ID_BASE],
+                    [[k, exp, mid, pid] for k, (exp, mid, pid) in q.dedup.items()],
                 ]
             )
         bindings = sorted(
@@ -146,7 +163,7 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
         version, now, overflow, vhosts, sessions = obj
     except Exception as exc:
         raise SnapshotError(f"unreadable snapshot: {exc}") from None
-    if version != MACHINE_VERSION:
+    if version not in MACHINE_VERSIONS_READABLE:
         raise SnapshotError(f"snapshot version {version}, this machine is {MACHINE_VERSION}")
     machine.now = now
     machine.overflow_counter = overflow
@@ -169,7 +186,8 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
             vh.retained[(x, rk)] = (p, b)
         for name, type_, durable, auto_delete, internal, arguments in exchanges:
             vh.exchanges[name] = Exchange(name, type_, durable, auto_delete, internal, arguments)
-        for name, auto_delete, arguments, next_seq, last_used, order, msgs in queues:
+        for qrow in queues:
+            name, auto_delete, arguments, next_seq, last_used, order, msgs = qrow[:7]
             settings = machine._queue_settings(vname, name, arguments)
             assert isinstance(settings, dict), settings
             q = Queue(vname, name, True, None, auto_delete, arguments, settings, last_used)
@@ -185,10 +203,18 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
                 if exclusive:
                     q.exclusive_consumer = True
             dead: dict[tuple[int, str], Consumer] = {}
+            if len(qrow) > 7:
+                for visible_at, row in qrow[7]:
+                    m = _message(q, row)
+                    machine._hn += 1
+                    q.delayed.append((visible_at, machine._hn, m))
+                q.delayed.sort(key=lambda e: (e[0], e[1]))
+                machine._sched_delay(q)
+                for k, exp, mid, pid in qrow[8]:
+                    q.dedup[k] = (exp, mid, pid)
             for row in msgs:
-                mid, seq, prio, exchange, rk, props, body, expires_at, dcount, holder = row
-                m = Message(mid, seq, q, exchange, rk, props, body, prio, expires_at)
-                m.delivery_count = dcount
+                m = _message(q, row)
+                mid, dcount, holder = m.id, m.delivery_count, row[9]
                 if holder is None:
                     if dcount > 0:
                         q.push_returned(m)
@@ -207,6 +233,8 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
                     if holder_c is None:
                         holder_c = Consumer(s, tag, q, 0, False, False, 0, {})
                         dead[(hsid, tag)] = holder_c
+                if m.group is not None:
+                    q.groups_held[m.group] = q.groups_held.get(m.group, 0) + 1
                 if holder_c is not None:
                     m.consumer = holder_c
                     holder_c.unacked += 1

@@ -101,6 +101,11 @@ class Harness:
         return self.ok(cmd_consume(session, V, queue, tag, **kw), **ap)
 
     def get(self, session: int, queue: str, **kw: Any) -> Any:
+        """``[deliveries, ready]`` of a GET."""
+        return self.get_full(session, queue, **kw)[:2]
+
+    def get_full(self, session: int, queue: str, **kw: Any) -> Any:
+        """``[deliveries, ready, times]`` of a GET."""
         ap = _apply_kw(kw)
         return self.ok(C.cmd_get(session, V, queue, **kw), **ap)
 

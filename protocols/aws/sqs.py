@@ -1,0 +1,30 @@
+"""The SQS service on the AWS endpoint: requests of either wire protocol, already parsed into
+the model's JSON shape by the HTTP layer, go to the SQS adapter (``broker/adapters/sqs.py``);
+its refusals become ``AwsError`` in the request's wire protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.adapters.errors import ServiceError
+from broker.adapters.sqs import Context, SqsAdapter
+from protocols.aws.errors import AwsError
+from protocols.aws.http import AwsRequest
+
+
+class SqsService:
+    name = "sqs"
+    model_name = "sqs"
+    json_target_prefix = "AmazonSQS"
+
+    def __init__(self, adapter: SqsAdapter) -> None:
+        self.adapter = adapter
+
+    async def handle(self, req: AwsRequest) -> dict[str, Any]:
+        ctx = Context(host=req.host, path=req.path, access_key=req.access_key, region=req.region)
+        try:
+            return await self.adapter.handle(req.action, req.params, ctx)
+        except ServiceError as exc:
+            raise AwsError(
+                exc.code, exc.message, status=exc.status, sender_fault=exc.sender_fault
+            ) from None
