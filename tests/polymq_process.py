@@ -9,10 +9,11 @@ thread keeps draining stderr so the pipe never fills.
 With ``POLYMQ_TEST_AMQP_URL`` set (for example ``amqp://guest:guest@127.0.0.1:5673/``, the
 reference RabbitMQ of ``scripts/reference-brokers``) the AMQP tests run against that broker
 instead; with ``POLYMQ_TEST_MQTT_URL`` set (for example ``mqtt://127.0.0.1:1885``, the reference
-Mosquitto) the MQTT tests do. Tests that must kill or restart the broker ask for
-``require_polymq()`` and are skipped there, with the reason, and only there. Tests that need a
-feature a reference lacks ask for ``require(feature)``: polymq has every feature, so that never
-skips in the default run.
+Mosquitto) the MQTT tests do; with ``POLYMQ_TEST_SQS_URL`` set (for example
+``http://127.0.0.1:5000``, a ``moto_server``) the SQS tests do. Tests that must kill or restart
+the broker ask for ``require_polymq()`` and are skipped there, with the reason, and only there.
+Tests that need a feature a reference lacks ask for ``require(feature)``: polymq has every
+feature, so that never skips in the default run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 URL_ENV = "POLYMQ_TEST_AMQP_URL"
 MQTT_URL_ENV = "POLYMQ_TEST_MQTT_URL"
 STOMP_URL_ENV = "POLYMQ_TEST_STOMP_URL"
+SQS_URL_ENV = "POLYMQ_TEST_SQS_URL"
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 
@@ -63,7 +65,7 @@ class PolymqProcess:
         extra_args: tuple[str, ...] = (),
         listeners: tuple[str, ...] = ("amqp",),
     ) -> None:
-        assert listeners and set(listeners) <= {"amqp", "mqtt", "stomp"}, listeners
+        assert listeners and set(listeners) <= {"amqp", "mqtt", "stomp", "http"}, listeners
         self.data_dir = data_dir
         self.extra_args = extra_args
         self.listeners = listeners
@@ -71,6 +73,7 @@ class PolymqProcess:
         self.amqp_port = 0
         self.mqtt_port = 0
         self.stomp_port = 0
+        self.http_port = 0
         self.admin_port = 0
         self.lines: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,7 +110,7 @@ class PolymqProcess:
                 # likewise STOMP over WebSocket follows "stomp"
                 *(("--stomp-ws-port", "off") if "stomp" in self.listeners else ()),
                 "--http-port",
-                "off",
+                "0" if "http" in self.listeners else "off",
                 "--fsync",
                 "always",
                 *self.extra_args,
@@ -226,6 +229,11 @@ class PolymqProcess:
     @property
     def mqtt_url(self) -> str:
         return f"mqtt://{self.host}:{self.mqtt_port}"
+
+    @property
+    def http_url(self) -> str:
+        """The AWS-compatible HTTP endpoint (SQS, SNS, EventBridge), with ``"http"`` listening."""
+        return f"http://{self.host}:{self.http_port}"
 
     def require_polymq(self) -> None:
         pass
@@ -472,5 +480,67 @@ def own_stomp_polymq(tmp: Path, listeners: tuple[str, ...] = STOMP_LISTENERS) ->
     if url:
         ExternalStompBroker(url).require_polymq()
     broker = PolymqProcess(tmp / "data", listeners=listeners)
+    broker.start()
+    return broker
+
+
+# --- SQS (the AWS-compatible HTTP endpoint) ----------------------------------------------------
+
+
+class ExternalSqsEndpoint:
+    """An SQS endpoint someone else runs (``POLYMQ_TEST_SQS_URL``, ``http://host:port``; the
+    reference is ``moto_server``). It has no AMQP side and cannot be killed from here:
+    ``require_polymq()`` skips the tests that need either, naming the variable."""
+
+    is_polymq = False
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https"), f"{SQS_URL_ENV} must be http://host:port"
+        self.http_url = url.rstrip("/")
+        self.host = parts.hostname or "127.0.0.1"
+        self.http_port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.url = ""
+        self.data_dir: Path | None = None
+        self.lines: list[dict[str, Any]] = []
+
+    def require_polymq(self) -> None:
+        pytest.skip(f"runs only against polymq (AMQP side, kill/restart, flags), not {SQS_URL_ENV}")
+
+    def require(self, feature: str) -> None:
+        pytest.skip(f"the endpoint at {SQS_URL_ENV}={self.http_url} lacks {feature!r}")
+
+    def kill9(self) -> None:
+        raise AssertionError("cannot kill an external endpoint")
+
+    def restart(self) -> None:
+        raise AssertionError("cannot restart an external endpoint")
+
+    def stop(self) -> None:
+        pass
+
+
+SqsBroker = PolymqProcess | ExternalSqsEndpoint
+SQS_LISTENERS = ("http", "amqp")
+
+
+def open_sqs_broker(tmp: Path) -> SqsBroker:
+    """The SQS endpoint under test: ``POLYMQ_TEST_SQS_URL`` if set, else a fresh polymq process
+    serving the AWS APIs and AMQP (so cross-protocol tests can use pika on the same queues)."""
+    url = os.environ.get(SQS_URL_ENV)
+    if url:
+        return ExternalSqsEndpoint(url)
+    broker = PolymqProcess(tmp / "data", listeners=SQS_LISTENERS)
+    broker.start()
+    return broker
+
+
+def own_sqs_polymq(tmp: Path, extra_args: tuple[str, ...] = ()) -> PolymqProcess:
+    """A polymq process serving the AWS APIs and AMQP of the test's own, for tests that kill it
+    or start it with flags (skips under ``POLYMQ_TEST_SQS_URL``)."""
+    url = os.environ.get(SQS_URL_ENV)
+    if url:
+        ExternalSqsEndpoint(url).require_polymq()
+    broker = PolymqProcess(tmp / "data", extra_args=extra_args, listeners=SQS_LISTENERS)
     broker.start()
     return broker

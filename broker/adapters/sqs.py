@@ -211,7 +211,11 @@ def _as_bool(name: str, value: str) -> bool:
     raise ServiceError("InvalidAttributeValue", f"Invalid value for the parameter {name}.")
 
 
-def _int_param(params: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
+def _int_param(
+    params: dict[str, Any], name: str, lo: int, hi: int, default: int, *, bounds: bool = False
+) -> int:
+    """An integer parameter in ``[lo, hi]``; ``bounds`` words the error ">= lo and <= hi" as
+    AWS does for some parameters (WaitTimeSeconds), else "between lo and hi"."""
     value = params.get(name)
     if value is None:
         return default
@@ -222,9 +226,9 @@ def _int_param(params: dict[str, Any], name: str, lo: int, hi: int, default: int
     except ValueError:
         raise invalid_value(f"Value {value} for parameter {name} is invalid.") from None
     if not lo <= n <= hi:
+        rule = f">= {lo} and <= {hi}" if bounds else f"between {lo} and {hi}"
         raise invalid_value(
-            f"Value {value} for parameter {name} is invalid. Reason: Must be between {lo} "
-            f"and {hi}, if provided."
+            f"Value {value} for parameter {name} is invalid. Reason: Must be {rule}, if provided."
         )
     return n
 
@@ -379,6 +383,9 @@ class SqsAdapter:
         if info["arguments"].get("x-fifo"):
             attrs.update(FIFO_DEFAULTS)
         attrs.update(meta.get("attributes", {}))
+        if attrs.get("KmsMasterKeyId"):
+            attrs["SqsManagedSseEnabled"] = "false"
+            attrs.setdefault("KmsDataKeyReusePeriodSeconds", "300")
         return attrs
 
     def _check_attributes(
@@ -425,7 +432,11 @@ class SqsAdapter:
             if key in FIFO_ONLY and not fifo:
                 raise ServiceError("InvalidAttributeName", f"Unknown Attribute {key}.")
             if key == "FifoQueue" and not creating:
-                raise ServiceError("InvalidAttributeName", f"Unknown Attribute {key}.")
+                raise ServiceError(
+                    "InvalidAttributeValue",
+                    "Invalid value for the parameter FifoQueue. Reason: Modifying queue type is "
+                    "not supported.",
+                )
             out[key] = value
         return out
 
@@ -522,7 +533,11 @@ class SqsAdapter:
     # -- queues -----------------------------------------------------------------------------------
 
     async def create_queue(self, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        name = _str_param(params, "QueueName")
+        name = params.get("QueueName")
+        if name is None:
+            raise missing("QueueName")
+        if not isinstance(name, str):
+            raise invalid_value(f"Value {name!r} for parameter QueueName is invalid.")
         raw_attrs = params.get("Attributes") or {}
         fifo_flag = raw_attrs.get("FifoQueue") if isinstance(raw_attrs, dict) else None
         fifo = fifo_flag is not None and _as_bool("FifoQueue", str(fifo_flag))
@@ -779,7 +794,7 @@ class SqsAdapter:
         policy = json.loads(attrs["Policy"]) if attrs.get("Policy") else None
         if policy is None:
             policy = {
-                "Version": "2012-10-17",
+                "Version": "2008-10-17",
                 "Id": self.arn(name) + "/SQSDefaultPolicy",
                 "Statement": [],
             }
@@ -813,8 +828,7 @@ class SqsAdapter:
         kept = [s for s in statements if s.get("Sid") != label]
         if len(kept) == len(statements):
             raise invalid_value(
-                f"Value {label} for parameter Label is invalid. Reason: can't find label on "
-                "existing policy."
+                f"Value {label} for parameter Label is invalid. Reason: can't find label."
             )
         policy["Statement"] = kept
         value = json.dumps(policy, separators=(",", ":")) if kept else ""
@@ -889,7 +903,12 @@ class SqsAdapter:
                 out[name] = (dtype, bytes(data))
                 continue
             text = value.get("StringValue")
-            if not isinstance(text, str) or text == "":
+            if text == "":
+                raise invalid_value(
+                    f"Message (user) attribute '{name}' must contain a non-empty value of type "
+                    f"'{base}'."
+                )
+            if not isinstance(text, str):
                 raise invalid_value(
                     f"The message attribute '{name}' with type '{base}' must use field 'String'."
                 )
@@ -1108,6 +1127,8 @@ class SqsAdapter:
                 "BatchRequestTooLong",
                 f"Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes.",
             )
+        if fifo and any(e.get("MessageGroupId") is None for e in entries):
+            raise invalid_value("The request must contain the parameter MessageGroupId.")
         failed: list[dict[str, Any]] = []
         good: list[
             tuple[str, tuple[str, dict[str, Any], bytes, int, dict[str, Any]], dict[str, Any]]
@@ -1156,7 +1177,6 @@ class SqsAdapter:
             return ServiceError(
                 "ReceiptHandleIsInvalid",
                 f'The input receipt handle "{handle}" is not a valid receipt handle.',
-                status=404,
             )
 
         if not isinstance(handle, str) or not handle:
@@ -1179,7 +1199,12 @@ class SqsAdapter:
             params, "VisibilityTimeout", 0, 43_200, int(attrs["VisibilityTimeout"])
         )
         wait_s = _int_param(
-            params, "WaitTimeSeconds", 0, 20, int(attrs["ReceiveMessageWaitTimeSeconds"])
+            params,
+            "WaitTimeSeconds",
+            0,
+            20,
+            int(attrs["ReceiveMessageWaitTimeSeconds"]),
+            bounds=True,
         )
         attempt = params.get("ReceiveRequestAttemptId")
         fifo = bool(info["arguments"].get("x-fifo"))
@@ -1562,11 +1587,21 @@ class SqsAdapter:
             results.append(row)
         return {"Results": results}
 
+    @staticmethod
+    def _task_handle_ok(handle: str) -> bool:
+        try:
+            doc = json.loads(_unb64(handle))
+        except (ValueError, binascii.Error):
+            return False
+        return isinstance(doc, dict) and "taskId" in doc
+
     async def cancel_message_move_task(
         self, params: dict[str, Any], ctx: Context
     ) -> dict[str, Any]:
         handle = _str_param(params, "TaskHandle")
         task = self._moves.get(handle)
+        if task is None and not self._task_handle_ok(handle):
+            raise invalid_value("Value for parameter TaskHandle is invalid.")
         if task is None:
             raise ServiceError("ResourceNotFoundException", "Task does not exist.")
         if task.status != "RUNNING":

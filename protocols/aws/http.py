@@ -120,6 +120,14 @@ class _Deadline:
             self.at = trio.current_time() + self.request_s
 
 
+#: Common (unmodelled) errors whose JSON protocol name differs from their query code, as
+#: AWS's awsQueryCompatible services send them (the query code rides in x-amzn-query-error).
+JSON_ERROR_NAMES = {
+    "MissingParameter": "MissingRequiredParameterException",
+    "InvalidParameterValue": "InvalidParameterValueException",
+}
+
+
 class AwsHttpServer:
     def __init__(
         self,
@@ -483,7 +491,8 @@ class AwsHttpServer:
         if protocol == "json":
             if model_name is not None:
                 model = service_model(model_name)
-                error_type = f"{error_namespace(model)}#{err.code}"
+                name = JSON_ERROR_NAMES.get(err.code, err.code)
+                error_type = f"{error_namespace(model)}#{name}"
                 content_type = json_content_type(model)
                 if "awsQueryCompatible" in model.metadata:
                     headers.append(("x-amzn-query-error", f"{code};{err.fault}"))

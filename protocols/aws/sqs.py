@@ -11,6 +11,8 @@ from broker.adapters.sqs import Context, SqsAdapter
 from protocols.aws.errors import AwsError
 from protocols.aws.http import AwsRequest
 
+QUERY_NO_QUEUE = "The specified queue does not exist for this wsdl version."
+
 
 class SqsService:
     name = "sqs"
@@ -25,6 +27,9 @@ class SqsService:
         try:
             return await self.adapter.handle(req.action, req.params, ctx)
         except ServiceError as exc:
+            message = exc.message
+            if exc.code == "QueueDoesNotExist" and req.protocol == "query":
+                message = QUERY_NO_QUEUE  # the query API words it the old way
             raise AwsError(
-                exc.code, exc.message, status=exc.status, sender_fault=exc.sender_fault
+                exc.code, message, status=exc.status, sender_fault=exc.sender_fault
             ) from None
