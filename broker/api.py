@@ -391,6 +391,27 @@ class Broker:
         """Replace a queue's arguments (all but ``x-max-priority`` and ``x-fifo``)."""
         _check(await self.node.execute(C.cmd_set_queue_arguments(vhost, name, arguments)))
 
+    async def set_exchange_arguments(
+        self, name: str, arguments: dict[str, Any], *, vhost: str = "/"
+    ) -> None:
+        """Replace an exchange's arguments (SNS topic attributes, EventBridge rules)."""
+        _check(await self.node.execute(C.cmd_set_exchange_arguments(vhost, name, arguments)))
+
+    def exchange_info(self, name: str, *, vhost: str = "/") -> dict[str, Any] | None:
+        """``name``, ``type``, ``durable``, ``arguments`` ... of an exchange, or None."""
+        return self.node.machine.exchange_info(vhost, name)
+
+    def bindings_from(self, exchange: str, *, vhost: str = "/") -> list[dict[str, Any]]:
+        """Bindings whose source is ``exchange``: ``destination``, ``destination_type``,
+        ``routing_key``, ``arguments``."""
+        return self.node.machine.bindings_from(vhost, exchange)
+
+    def list_exchanges(self, *, vhost: str = "/") -> list[dict[str, Any]]:
+        return self.node.machine.list_exchanges(vhost)
+
+    def list_bindings(self, *, vhost: str = "/") -> list[dict[str, Any]]:
+        return self.node.machine.list_bindings(vhost)
+
     def held(self, session: int, ids: Sequence[int]) -> list[int]:
         """Those of ``ids`` that ``session`` holds unsettled right now."""
         return self.node.machine.held(session, ids)

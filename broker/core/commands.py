@@ -33,6 +33,7 @@ op  name              fields after the opcode                              reply
 15  TICK              (none; the time is the entry's time_ms)              None
 16  SESSIONS_RESET    (none)                                               None
 17  SET_QUEUE_ARGS    session, vhost, name, arguments                      None
+18  SET_EXCH_ARGS     vhost, name, arguments                               None
 ==  ================  ===================================================  ===================
 
 ``msgs`` of PUBLISH is a list of ``[routing_key, props, body, flags]`` (flags bit 0:
@@ -47,7 +48,8 @@ messages. A PUBLISH carries at most
 
 GET's ``times`` has ``[first delivered at, enqueued at]`` (ms) per delivery.
 SET_QUEUE_ARGS replaces a queue's arguments (all but ``x-max-priority`` and ``x-fifo`` may
-change; SQS SetQueueAttributes).
+change; SQS SetQueueAttributes); SET_EXCH_ARGS an exchange's (SNS topic attributes,
+EventBridge rules).
 
 ``exclusive`` of DECLARE_QUEUE makes ``session`` the owner. ``dest_kind`` is
 ``"queue"`` or ``"exchange"``. SETTLE ``op`` is one of ``SETTLE_COMPLETE``,
@@ -84,6 +86,7 @@ SESSION_PREFETCH = 14
 TICK = 15
 SESSIONS_RESET = 16
 SET_QUEUE_ARGUMENTS = 17
+SET_EXCHANGE_ARGUMENTS = 18
 
 #: Number of fields after the opcode, per opcode.
 ARITY: dict[int, int] = {
@@ -104,6 +107,7 @@ ARITY: dict[int, int] = {
     TICK: 0,
     SESSIONS_RESET: 0,
     SET_QUEUE_ARGUMENTS: 4,
+    SET_EXCHANGE_ARGUMENTS: 3,
 }
 
 NAMES: dict[int, str] = {
@@ -124,6 +128,7 @@ NAMES: dict[int, str] = {
     TICK: "TICK",
     SESSIONS_RESET: "SESSIONS_RESET",
     SET_QUEUE_ARGUMENTS: "SET_QUEUE_ARGUMENTS",
+    SET_EXCHANGE_ARGUMENTS: "SET_EXCHANGE_ARGUMENTS",
 }
 
 SETTLE_COMPLETE = 0
@@ -145,7 +150,7 @@ COPIES_PER_COMMAND_MAX = 65536
 #: dead-lettering take ids from the overflow range, see machine.py).
 PUBLISH_BATCH_MAX = COPIES_PER_COMMAND_MAX - 1
 
-EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers", "x-rules")
 
 Command = list[Any]
 Msg = list[Any]
@@ -320,3 +325,7 @@ def cmd_set_queue_arguments(
     vhost: str, name: str, arguments: dict[str, Any], *, session: int | None = None
 ) -> Command:
     return [SET_QUEUE_ARGUMENTS, session, vhost, name, arguments]
+
+
+def cmd_set_exchange_arguments(vhost: str, name: str, arguments: dict[str, Any]) -> Command:
+    return [SET_EXCHANGE_ARGUMENTS, vhost, name, arguments]

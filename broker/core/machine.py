@@ -30,6 +30,7 @@ exchange, routing_key, props, body)``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import Any
@@ -50,9 +51,19 @@ from broker.core.model import (
     Meta,
     connection_of,
 )
+from broker.core.patterns import sns_attribute_event
 from broker.core.queue import Consumer, Message, Queue, Session
-from broker.core.routing import DEFAULT, Binding, Exchange, binding_key, freeze
+from broker.core.routing import (
+    DEFAULT,
+    RULES,
+    Binding,
+    Exchange,
+    binding_key,
+    check_rule_arguments,
+    freeze,
+)
 from broker.core.snapshot import dump_snapshot, load_snapshot
+from broker.core.transform import apply as apply_transform
 
 __all__ = ["LOCAL_ID_BASE", "CoreError", "Delivery", "Effect", "Machine", "Meta"]
 
@@ -66,6 +77,10 @@ K_LEASE = 0
 K_TTL = 1
 K_EXPIRES = 2
 K_DELAY = 3
+
+#: How deep a rules exchange may forward into further rules exchanges (an EventBridge rule
+#: targeting another bus, an SNS topic).
+RULES_DEPTH_MAX = 4
 
 #: Messages a FIFO GET looks at past held groups before it stops (bounds the work of one GET).
 FIFO_SCAN_MESSAGES_MAX = 10_000
@@ -184,6 +199,7 @@ class Machine:
             C.TICK: self._tick,
             C.SESSIONS_RESET: self._sessions_reset,
             C.SET_QUEUE_ARGUMENTS: self._set_queue_arguments,
+            C.SET_EXCHANGE_ARGUMENTS: self._set_exchange_arguments,
         }
 
     # ------------------------------------------------------------------ apply
@@ -619,6 +635,28 @@ class Machine:
         q.delay_sched = None
         return n
 
+    def _set_exchange_arguments(self, cmd: list[Any]) -> Any:
+        _, vhost, name, arguments = cmd
+        vh = self._vhost(vhost)
+        if isinstance(vh, CoreError):
+            return vh
+        if name == "" or name.startswith("amq."):
+            return CoreError(
+                ACCESS_REFUSED,
+                f"ACCESS_REFUSED - cannot change the arguments of exchange '{name}' in vhost "
+                f"'{vhost}'",
+            )
+        x = vh.exchanges.get(name)
+        if x is None:
+            return self._no_exchange(vh, name)
+        if not isinstance(arguments, dict):
+            return CoreError(COMMAND_INVALID, "COMMAND_INVALID - arguments must be a table")
+        x.arguments = arguments
+        ae = arguments.get("alternate-exchange")
+        x.alternate = ae if isinstance(ae, str) else None
+        vh.route_cache.clear()
+        return None
+
     def _set_queue_arguments(self, cmd: list[Any]) -> Any:
         _, session, vhost, name, arguments = cmd
         q = self._usable_queue(vhost, name, session)
@@ -686,6 +724,12 @@ class Machine:
             return checked
         vh, src, durable = checked
         _, _, _, source, kind, dest, rk, arguments = cmd
+        if src.type == RULES:
+            why = check_rule_arguments(arguments or {})
+            if why is not None:
+                return CoreError(
+                    PRECONDITION_FAILED, f"PRECONDITION_FAILED - invalid rule binding: {why}"
+                )
         b = Binding(source, kind, dest, rk, dict(arguments or {}), durable)
         if src.add_binding(b):
             vh.by_dest.setdefault((kind, dest), {})[b] = None
@@ -807,6 +851,13 @@ class Machine:
                     vh.retained[(exname, m[0])] = (m[1], m[2])
                 else:
                     vh.retained.pop((exname, m[0]), None)
+        if x.type == RULES:
+            for pos, m in enumerate(msgs):
+                n, ok = self._publish_rules(vh, x, m[0], m[1], m[2], logged_apply, 0)
+                append(n)
+                if not ok:
+                    rejected.append(pos)
+            return [routed, rejected]
         if x.type == DEFAULT:
             queues = vh.queues
             for pos, m in enumerate(msgs):
@@ -882,6 +933,96 @@ class Machine:
         self._sched_delay(q)
         if q.consumers:
             self._dirty[q] = None
+
+    # ------------------------------------------------------------------ rules exchanges
+
+    @staticmethod
+    def _rule_event(group: tuple[str, str], props: dict[str, Any], body: bytes) -> Any:
+        """What the patterns of one (dialect, scope) group see of a message; None if nothing."""
+        dialect, scope = group
+        try:
+            if dialect == "sns":
+                sns = props.get("sns") if props else None
+                if not isinstance(sns, dict):
+                    return None
+                if scope == "MessageBody":
+                    return json.loads(sns.get("message") or "")
+                attrs = sns.get("attrs") or {}
+                return sns_attribute_event({k: (v[0], v[1]) for k, v in attrs.items()})
+            return json.loads(body)
+        except (ValueError, TypeError, IndexError, AttributeError):
+            return None
+
+    def _rule_matches(
+        self, x: Exchange, props: dict[str, Any], body: bytes, durable_only: bool
+    ) -> list[Binding]:
+        """The bindings of rules exchange ``x`` that a message matches, in canonical order:
+        durable bindings first (they decide logged ids), each part by binding order."""
+        found: dict[Any, Binding] = dict(x.unfiltered)
+        bindings = x.bindings
+        for group, rs in x.rule_sets.items():
+            if not len(rs):
+                continue
+            event = self._rule_event(group, props, body)
+            if event is None:
+                continue
+            for key in rs.match(event):
+                b = bindings.get(key)
+                if b is not None:
+                    found[key] = b
+        out = [b for b in found.values() if b.durable or not durable_only]
+        out.sort(key=lambda b: (not b.durable, b.order))
+        return out
+
+    def _publish_rules(
+        self,
+        vh: VHost,
+        x: Exchange,
+        rk: str,
+        props: dict[str, Any],
+        body: bytes,
+        logged: bool,
+        depth: int,
+    ) -> tuple[int, bool]:
+        """Route one message through rules exchange ``x``: one copy per matching binding, each
+        transformed by the binding's ``x-transform``. ``(copies made, none refused)``."""
+        n = 0
+        ok = True
+        for b in self._rule_matches(x, props, body, False):
+            spec = b.arguments.get("x-transform")
+            opts = None
+            p2, b2 = props, body
+            if spec is not None:
+                res = apply_transform(spec, props, body)
+                if res is None:
+                    continue
+                p2, b2, opts = res
+            copy_logged = logged and b.durable
+            if b.kind == "queue":
+                q = vh.queues.get(b.dest)
+                if q is None:
+                    continue
+                n += 1
+                if not self._enqueue(q, x.name, rk, p2, b2, copy_logged and q.logged, opts):
+                    ok = False
+                continue
+            dx = vh.exchanges.get(b.dest)
+            if dx is None:
+                continue
+            if dx.type == RULES:
+                if depth < RULES_DEPTH_MAX:
+                    m, sub_ok = self._publish_rules(vh, dx, rk, p2, b2, copy_logged, depth + 1)
+                    n += m
+                    ok = ok and sub_ok
+                continue
+            lt, ot = self._targets(vh, dx, rk, p2.get("headers") if p2 else None)
+            for q in lt:
+                n += 1
+                ok = self._enqueue(q, dx.name, rk, p2, b2, copy_logged, opts) and ok
+            for q in ot:
+                n += 1
+                ok = self._enqueue(q, dx.name, rk, p2, b2, False, opts) and ok
+        return n, ok
 
     def _enqueue(
         self,
@@ -1578,6 +1719,10 @@ class Machine:
             return any(mid < LOCAL_ID_BASE for mid in cmd[3])
         if op == C.DECLARE_EXCHANGE:
             return bool(cmd[4]) and not cmd[8]
+        if op == C.SET_EXCHANGE_ARGUMENTS:
+            vh = self.vhosts.get(cmd[1])
+            sx = vh.exchanges.get(cmd[2]) if vh is not None else None
+            return sx is not None and sx.durable
         if op == C.DELETE_EXCHANGE:
             vh = self.vhosts.get(cmd[1])
             x = vh.exchanges.get(cmd[2]) if vh is not None else None
@@ -1641,7 +1786,10 @@ class Machine:
             props = m[1]
             need = bool(m[3] & C.FLAG_RETAIN)  # retained messages are always durable
             if not need and props and props.get("delivery_mode") == 2:
-                need = bool(targets(vh, x, m[0], props.get("headers"))[0])
+                if x.type == RULES:
+                    need = bool(self._rule_matches(x, props, m[2], True))
+                else:
+                    need = bool(targets(vh, x, m[0], props.get("headers"))[0])
             if cur and need != cur_flag:
                 runs.append((cur_flag, cur))
                 cur = []
@@ -1708,25 +1856,45 @@ class Machine:
             return []
         return [self._info(vh.queues[n]) for n in sorted(vh.queues)]
 
+    @staticmethod
+    def _exchange_row(vhost: str, x: Exchange) -> dict[str, Any]:
+        return {
+            "name": x.name,
+            "vhost": vhost,
+            "type": "direct" if x.type == DEFAULT else x.type,
+            "durable": x.durable,
+            "auto_delete": x.auto_delete,
+            "internal": x.internal,
+            "arguments": dict(x.arguments),
+        }
+
     def list_exchanges(self, vhost: str) -> list[dict[str, Any]]:
         vh = self.vhosts.get(vhost)
         if vh is None:
             return []
-        out = []
-        for n in sorted(vh.exchanges):
-            x = vh.exchanges[n]
-            out.append(
-                {
-                    "name": x.name,
-                    "vhost": vhost,
-                    "type": "direct" if x.type == DEFAULT else x.type,
-                    "durable": x.durable,
-                    "auto_delete": x.auto_delete,
-                    "internal": x.internal,
-                    "arguments": dict(x.arguments),
-                }
-            )
-        return out
+        return [self._exchange_row(vhost, vh.exchanges[n]) for n in sorted(vh.exchanges)]
+
+    def exchange_info(self, vhost: str, name: str) -> dict[str, Any] | None:
+        vh = self.vhosts.get(vhost)
+        x = vh.exchanges.get(name) if vh is not None else None
+        return None if x is None else self._exchange_row(vhost, x)
+
+    def bindings_from(self, vhost: str, exchange: str) -> list[dict[str, Any]]:
+        """The bindings whose source is ``exchange``, in canonical order."""
+        vh = self.vhosts.get(vhost)
+        x = vh.exchanges.get(exchange) if vh is not None else None
+        if x is None:
+            return []
+        return [
+            {
+                "source": b.source,
+                "destination": b.dest,
+                "destination_type": b.kind,
+                "routing_key": b.routing_key,
+                "arguments": dict(b.arguments),
+            }
+            for b in sorted(x.bindings.values(), key=lambda b: b.order)
+        ]
 
     def bindings_to(
         self, vhost: str, kind: str, name: str

@@ -4,6 +4,13 @@ An exchange answers ``match(routing_key, headers)`` with the bindings whose
 destination should receive the message. Walking exchange-to-exchange bindings,
 alternate exchanges and the durable/transient split lives in machine.py.
 
+A ``x-rules`` exchange (polymq's own type, for SNS topics and EventBridge buses) matches by
+content: each binding may carry a pattern (``x-pattern``, compiled by broker/core/patterns.py
+in the ``x-pattern-dialect`` "eventbridge" or "sns", with ``x-pattern-scope``
+"MessageAttributes" or "MessageBody" for SNS), is skipped while ``x-disabled`` is true, and
+every matching binding gets its own copy, transformed by its ``x-transform``
+(broker/core/transform.py). See ``Machine._publish_rules``.
+
 Headers matching follows RabbitMQ: the binding argument ``x-match`` is ``all``
 (default), ``any``, ``all-with-x`` or ``any-with-x``; the other arguments are
 compared with the message headers (keys starting with ``x-`` are ignored unless a
@@ -16,9 +23,49 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from broker.core.patterns import PatternError, RuleSet, compile_pattern
 from broker.core.topic_trie import TopicTrie
 
 DEFAULT = "default"  # type of the nameless default exchange
+RULES = "x-rules"  # content-matched bindings, one (transformed) copy per matching binding
+RULE_DIALECTS = ("eventbridge", "sns")
+SNS_SCOPES = ("MessageAttributes", "MessageBody")
+
+
+def rule_group(arguments: dict[str, Any]) -> tuple[str, str]:
+    """``(dialect, scope)`` of a rules binding: bindings of one group match the same event."""
+    dialect = arguments.get("x-pattern-dialect", "eventbridge")
+    scope = arguments.get("x-pattern-scope", "MessageAttributes") if dialect == "sns" else ""
+    return str(dialect), str(scope)
+
+
+def check_rule_arguments(arguments: dict[str, Any]) -> str | None:
+    """Why the arguments of a rules binding are invalid, or None."""
+    from broker.core.transform import TransformError, validate
+
+    dialect, scope = rule_group(arguments)
+    if dialect not in RULE_DIALECTS:
+        return f"unknown x-pattern-dialect {dialect!r}"
+    if dialect == "sns" and scope not in SNS_SCOPES:
+        return f"unknown x-pattern-scope {scope!r}"
+    pattern = arguments.get("x-pattern")
+    if pattern is not None:
+        try:
+            if dialect == "sns":
+                compile_pattern(pattern, dialect="sns", scope=scope)
+            else:
+                compile_pattern(pattern, dialect="eventbridge")
+        except PatternError as exc:
+            return str(exc)
+    spec = arguments.get("x-transform")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            return "x-transform must be a table"
+        try:
+            validate(spec)
+        except TransformError as exc:
+            return str(exc)
+    return None
 
 
 def freeze(value: Any) -> Any:
@@ -33,7 +80,7 @@ def freeze(value: Any) -> Any:
 
 
 class Binding:
-    __slots__ = ("source", "kind", "dest", "routing_key", "arguments", "key", "durable")
+    __slots__ = ("source", "kind", "dest", "routing_key", "arguments", "key", "durable", "order")
 
     def __init__(
         self,
@@ -51,6 +98,8 @@ class Binding:
         self.arguments = arguments
         self.key = binding_key(kind, dest, routing_key, arguments)
         self.durable = durable
+        #: canonical order among the matches of a rules exchange
+        self.order = repr(self.key)
 
 
 def binding_key(kind: str, dest: str, routing_key: str, arguments: dict[str, Any]) -> Any:
@@ -89,6 +138,8 @@ class Exchange:
         "bindings",
         "_direct",
         "_trie",
+        "rule_sets",
+        "unfiltered",
     )
 
     def __init__(
@@ -111,6 +162,10 @@ class Exchange:
         self.bindings: dict[Any, Binding] = {}
         self._direct: dict[str, dict[Binding, None]] = {}
         self._trie: TopicTrie[Binding] = TopicTrie()
+        #: rules exchanges: a RuleSet of binding keys per (dialect, scope), and the bindings
+        #: without a pattern (they match everything)
+        self.rule_sets: dict[tuple[str, str], RuleSet] = {}
+        self.unfiltered: dict[Any, Binding] = {}
 
     def add_binding(self, b: Binding) -> bool:
         if b.key in self.bindings:
@@ -120,6 +175,19 @@ class Exchange:
             self._direct.setdefault(b.routing_key, {})[b] = None
         elif self.type == "topic":
             self._trie.add(b.routing_key, b)
+        elif self.type == RULES and not b.arguments.get("x-disabled"):
+            pattern = b.arguments.get("x-pattern")
+            if pattern is None:
+                self.unfiltered[b.key] = b
+            else:
+                dialect, scope = rule_group(b.arguments)
+                rs = self.rule_sets.get((dialect, scope))
+                if rs is None:
+                    rs = self.rule_sets[(dialect, scope)] = RuleSet()
+                if dialect == "sns":
+                    rs.add(b.key, compile_pattern(pattern, dialect="sns", scope=scope))
+                else:
+                    rs.add(b.key, compile_pattern(pattern, dialect="eventbridge"))
         return True
 
     def remove_binding(self, key: Any) -> Binding | None:
@@ -133,6 +201,10 @@ class Exchange:
                 del self._direct[b.routing_key]
         elif self.type == "topic":
             self._trie.remove(b.routing_key, b)
+        elif self.type == RULES:
+            self.unfiltered.pop(b.key, None)
+            for rs in self.rule_sets.values():
+                rs.remove(b.key)
         return b
 
     def match(self, routing_key: str, headers: dict[Any, Any] | None) -> Iterable[Binding]:
