@@ -11,13 +11,23 @@ Rows:
      not treated as a failure.
   b  QoS 1, paho: a paho publisher (publish qos=1, at most ``--window`` unacknowledged, waited
      for in half-window batches) -> 1 paho subscriber (qos=1); msgs/s received. lost must be 0.
+  e  QoS 1, raw: pre-encoded QoS 1 PUBLISH packets, at most ``--window`` unacknowledged, sent
+     in blocks of up to ``--batch`` as the window frees, PUBACKs read as they come -> 1 raw
+     subscriber (qos=1) answering each received chunk's PUBLISH packets with one send of
+     PUBACKs; msgs/s received, first to last message. The broker's own QoS 1 rate, without
+     paho's per-message cost. lost must be 0 (Mosquitto's default limits drop QoS 1 messages
+     beyond 1,000 queued for a client: reported as lost).
   c  fan-out, raw QoS 0: 1 publisher -> ``--fanout`` subscribers on the same topic (spread over
      ``--fanout-procs`` processes); deliveries/s summed over the subscribers, lost and dup per
      subscriber.
-  d  memory per idle connection: ``--connections`` raw connections (CONNECT + CONNACK, keepalive
-     0, then idle) to each broker; (broker RSS with them - RSS before) / connections reached, in
-     KiB. RSS is VmRSS of the broker process (polymq: a fresh subprocess per trial, so memory
-     freed by earlier rows does not hide the cost; ``mosquitto``; RabbitMQ's ``beam.smp``). A
+  d  memory per idle connection: ``--connections`` raw connections (CONNECT with keepalive
+     ``--conn-keepalive``, CONNACK, one QoS 0 SUBSCRIBE to a topic of its own, SUBACK, then
+     idle) to each broker, opened by other processes; (broker RSS with them - RSS before) /
+     connections still open, in KiB. RSS is VmRSS of the broker process (polymq: a fresh
+     subprocess per trial, so memory freed by earlier rows does not hide the cost;
+     ``mosquitto``; RabbitMQ's ``beam.smp``). polymq also gets a second fresh process under
+     tracemalloc: its traced Python heap with the connections less before, after a gc, per
+     connection, with the allocating lines and program areas that grew (``--trace-top``). A
      broker whose open-files limit leaves no room for all of them gets only as many as fit
      (less ``--fd-reserve``; RabbitMQ breaks on emfile), and every broker that stops accepting
      is reported with the count it reached.
@@ -29,7 +39,7 @@ fresh data directory); Mosquitto and RabbitMQ are expected on ``--mosquitto-port
 ``--rabbit-port`` (``/work/shared/scripts/reference-brokers start``). Every wait is bounded by
 ``--timeout``: a broker that stops reading or delivering is reported, not waited for.
 
-    python bench/bench_mqtt.py [--seconds 5] [--repeat 3] [--only a,b,c,d]
+    python bench/bench_mqtt.py [--seconds 5] [--repeat 3] [--only a,b,e,c,d]
                                [--brokers polymq,mosquitto,rabbitmq]
 """
 
@@ -71,11 +81,18 @@ ALL_BROKERS = ("polymq", "mosquitto", "rabbitmq")
 ROWS = {
     "a": ("(a) QoS 0, raw -> raw", "raw", "raw", 0),
     "b": ("(b) QoS 1, paho -> paho", "paho", "paho", 1),
+    "e": ("(e) QoS 1, raw -> raw", "raw", "raw", 1),
     "c": ("(c) fan-out 1 -> N, raw QoS 0", "raw", "raw", 0),
     "d": ("(d) memory per idle connection", "", "", 0),
 }
 # row -> (reference broker, minimum ratio polymq/reference) for the throughput rows
-GOALS = {"a": ("mosquitto", 0.5), "b": ("rabbitmq", 2.0), "c": ("mosquitto", 0.5)}
+GOALS = {
+    "a": ("mosquitto", 0.5),
+    "b": ("rabbitmq", 2.0),
+    "c": ("mosquitto", 0.5),
+    "e": ("rabbitmq", 2.0),
+}
+QOS1_ROWS = ("b", "e")  # rows whose goal also needs 0 lost
 GOAL_KIB_PER_CONN = 8.0
 
 
@@ -87,7 +104,8 @@ def _client_id(kind: str, k: int = 0) -> str:
 
 
 def subscribers_raw(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -> None:
-    """``count`` raw QoS 0 subscribers on one topic, one select loop."""
+    """``count`` raw subscribers on one topic (QoS ``opts["qos"]``), one select loop; at QoS 1
+    each received chunk's PUBACKs leave as one send."""
     tallies = [Tally() for _ in range(count)]
     clients: list[raw.RawClient] = []
     error = None
@@ -103,7 +121,7 @@ def subscribers_raw(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -
                 timeout=opts["timeout"],
             )
             clients.append(client)
-            client.subscribe(topic, 0)
+            client.subscribe(topic, opts["qos"])
         ctrl.send(("ready",))
         expect, error = _receive_raw(ctrl, clients, tallies, opts)
     except Exception as exc:  # reported in the table
@@ -144,6 +162,7 @@ def _receive_raw(
     publisher finished (QoS 0: the rest is lost, not an error)."""
     by_fd: dict[int, tuple[raw.RawClient, Tally, Any]] = {}
     unpack = SEQ.unpack_from
+    acks = bytearray() if opts["qos"] else None
     for client, tally in zip(clients, tallies, strict=True):
         body = tally.body
 
@@ -161,8 +180,11 @@ def _receive_raw(
         buf = client.buf
         buf.extend(data)
         before = tally.unique + tally.dup
-        used = raw.scan(buf, on_publish)
+        used = raw.scan(buf, on_publish, acks)
         del buf[:used]
+        if acks:
+            client.sock.sendall(acks)
+            acks.clear()
         if tally.unique + tally.dup != before:
             if not tally.first_ns:
                 tally.first_ns = now
@@ -340,6 +362,91 @@ def publisher_raw(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
     ctrl.send(("result", out))
 
 
+def publisher_raw_qos1(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
+    """Pre-encoded QoS 1 PUBLISH packets, at most ``--window`` unacknowledged: a block of up to
+    ``--batch`` leaves in one send whenever that much of the window is free; PUBACKs are read
+    as they come. Ends with every publish acknowledged."""
+    out: dict[str, Any] = {"sent": 0, "acked": 0, "error": None}
+    client = None
+    try:
+        client = raw.RawClient(
+            HOST,
+            bcfg["port"],
+            _client_id("R"),
+            bcfg["user"],
+            bcfg["password"],
+            timeout=opts["timeout"],
+        )
+        window = min(opts["window"], 65535)
+        per_send = max(1, min(opts["batch"], window))
+        pkt, id_off, pay_off = raw.publish_packet_qos1(topic, bytes(BODY_SIZE))
+        size = len(pkt)
+        block = bytearray(pkt * per_send)
+        view = memoryview(block)
+        pack_seq = SEQ.pack_into
+        pack_id = struct.Struct(">H").pack_into
+        unacked = bytearray(65536)  # packet id -> 1 while in flight
+        count = {"inflight": 0, "acked": 0, "stray": 0}
+        sock = client.sock
+        buf = client.buf
+        timeout = opts["timeout"]
+
+        def on_puback(pid: int) -> None:
+            if unacked[pid]:
+                unacked[pid] = 0
+                count["inflight"] -= 1
+                count["acked"] += 1
+            else:
+                count["stray"] += 1
+
+        def read_acks(wait_s: float) -> None:
+            if not select.select([sock], [], [], wait_s)[0]:
+                if wait_s:
+                    raise raw.Stalled(f"no PUBACK within {wait_s:.0f} s")
+                return
+            data = sock.recv(1 << 16)
+            if not data:
+                raise raw.BrokerClosed("socket closed by the broker")
+            buf.extend(data)
+            del buf[: raw.scan(buf, None, None, on_puback)]
+
+        _wait_go(ctrl, timeout * 2)
+        seq = 0
+        pid = 0
+        t0 = time.monotonic_ns()
+        deadline = t0 + int(opts["seconds"] * 1e9)
+        refill = max(1, min(per_send, window // 2))
+        while time.monotonic_ns() < deadline:
+            room = window - count["inflight"]
+            if room >= refill:
+                k = 0
+                while k < min(room, per_send) and not unacked[pid % 65535 + 1]:
+                    pid = pid % 65535 + 1
+                    unacked[pid] = 1
+                    pack_id(block, k * size + id_off, pid)
+                    pack_seq(block, k * size + pay_off, seq)
+                    seq += 1
+                    k += 1
+                if k:
+                    sock.sendall(view[: k * size])
+                    count["inflight"] += k
+                    out["sent"] = seq
+            read_acks(0 if window - count["inflight"] >= refill else timeout)
+        out["publish_rate"] = seq / ((time.monotonic_ns() - t0) / 1e9)
+        while count["inflight"]:
+            read_acks(timeout)
+        out["acked"] = count["acked"]
+        out["ack_rate"] = count["acked"] / ((time.monotonic_ns() - t0) / 1e9)
+        if count["stray"]:
+            out["error"] = f"{count['stray']} PUBACKs for packet ids not in flight"
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if client is not None:
+            client.close()
+    ctrl.send(("result", out))
+
+
 def publisher_paho(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
     out: dict[str, Any] = {"sent": 0, "acked": 0, "error": None}
     client = _paho_client(bcfg, _client_id("Q"))
@@ -469,8 +576,11 @@ def connection_holder(bcfg: dict, n: int, worker: int, opts: dict, ctrl: Any) ->
                     streak += 1
                     continue
                 cid = f"bmi{worker}-{os.getpid() % 100000}-{started}"
-                pkt = raw.connect_packet(cid, 0, True, bcfg["user"], bcfg["password"])
-                pending[sock.fileno()] = [sock, pkt, now + hs_timeout, bytearray()]
+                pkt = raw.connect_packet(
+                    cid, opts["conn_keepalive"], True, bcfg["user"], bcfg["password"]
+                )
+                sub = raw.subscribe_packet(1, f"bench/idle/{cid}", 0)
+                pending[sock.fileno()] = [sock, pkt, now + hs_timeout, bytearray(), sub]
                 ep.register(sock.fileno(), select.EPOLLOUT)
             if gave_up and not pending:
                 break
@@ -503,11 +613,24 @@ def connection_holder(bcfg: dict, n: int, worker: int, opts: dict, ctrl: Any) ->
                     fail(fd, "closed by the broker before CONNACK")
                     continue
                 entry[3].extend(data)
-                if len(entry[3]) < 4:
+                if entry[4] is not None:  # waiting for CONNACK, then SUBSCRIBE
+                    if len(entry[3]) < 4:
+                        continue
+                    problem = raw.connack_error(entry[3])
+                    if problem:
+                        fail(fd, problem)
+                        continue
+                    del entry[3][:4]
+                    try:
+                        sock.send(entry[4])
+                    except OSError as exc:
+                        fail(fd, f"send SUBSCRIBE: {exc.strerror or exc}")
+                        continue
+                    entry[4] = None
+                if len(entry[3]) < 5:
                     continue
-                problem = raw.connack_error(entry[3])
-                if problem:
-                    fail(fd, problem)
+                if entry[3][0] != raw.SUBACK << 4 or entry[3][4] == 0x80:
+                    fail(fd, f"SUBACK expected, got {bytes(entry[3][:8]).hex()}")
                     continue
                 ep.unregister(fd)
                 del pending[fd]
@@ -515,7 +638,12 @@ def connection_holder(bcfg: dict, n: int, worker: int, opts: dict, ctrl: Any) ->
                 streak = 0
             now = time.monotonic()
             for fd in [fd for fd, e in pending.items() if e[2] < now]:
-                stage = "TCP connect" if isinstance(pending[fd][1], bytes) else "CONNACK"
+                entry = pending[fd]
+                stage = (
+                    "TCP connect"
+                    if isinstance(entry[1], bytes)
+                    else ("CONNACK" if entry[4] is not None else "SUBACK")
+                )
                 fail(fd, f"no {stage} within {hs_timeout:.0f} s")
         ctrl.send(("opened", {"held": len(held), "failures": dict(failures), "note": gave_up}))
         msg = ctrl.recv() if ctrl.poll(opts["conn_timeout"] + 600) else ("close",)
@@ -584,7 +712,11 @@ def open_fds(pid: int) -> int | None:
         return None
 
 
-def run_memory_trial(broker: str, bcfg: dict, opts: dict) -> dict[str, Any]:
+def run_memory_trial(
+    broker: str, bcfg: dict, opts: dict, traced: TracedHeap | None = None
+) -> dict[str, Any]:
+    """Open the idle connections, read the broker's RSS (and with ``traced``, its traced Python
+    heap) before and with them."""
     result: dict[str, Any] = {"errors": [], "notes": []}
     pid = bcfg.get("pid")
     n = opts["connections"]
@@ -606,6 +738,7 @@ def run_memory_trial(broker: str, bcfg: dict, opts: dict) -> dict[str, Any]:
     if n <= 0:
         result["errors"].append("no room for connections under the broker's open-files limit")
         return result
+    traced_before = traced.read() if traced is not None else None
     before = rss_kib(pid)
     cap = max(64, raise_nofile() - 200)
     workers = max(opts["conn_workers"] or 2, math.ceil(n / cap))
@@ -637,6 +770,7 @@ def run_memory_trial(broker: str, bcfg: dict, opts: dict) -> dict[str, Any]:
         result["open_s"] = time.monotonic() - t0
         time.sleep(opts["conn_settle"])
         after = rss_kib(pid)
+        traced_after = traced.read() if traced is not None else None
         alive = 0
         for pipe in pipes:
             with contextlib.suppress(Exception):
@@ -651,6 +785,18 @@ def run_memory_trial(broker: str, bcfg: dict, opts: dict) -> dict[str, Any]:
         result["failures"] = dict(failures)
         if before is not None and after is not None and alive:
             result["kib_per_conn"] = (after - before) / alive
+        if traced_before is not None and traced_after is not None and alive:
+            result["traced_kib_per_conn"] = (traced_after["traced"] - traced_before["traced"]) / (
+                alive * 1024
+            )
+            result["traced_top"] = [
+                (where, size / alive, count / alive)
+                for where, size, count in traced_after.get("top", [])
+            ]
+            areas: Counter[str] = Counter()
+            for name, (size, _count) in traced_after.get("files", {}).items():
+                areas[_heap_area(name)] += size
+            result["traced_areas"] = {k: v / alive for k, v in areas.most_common()}
         if alive < held:
             result["notes"].append(f"{held - alive} of {held} connections closed by the broker")
     finally:
@@ -687,21 +833,120 @@ def memory_trial(broker: str, bcfg: dict, fsync: str, opts: dict, notes: list[st
     if code != 0:
         res["errors"].append(f"fresh polymq exit code {code} after SIGTERM")
     notes.extend(f"polymq (row d) log: {line}" for line in fresh.notable[:20])
+    if not opts["trace"]:
+        return res
+    # The same again in a second fresh process with tracemalloc on (its own bookkeeping would
+    # inflate the RSS figure): the Python heap the connections hold, by allocating line.
+    heap_file = os.path.join(tempfile.mkdtemp(prefix="polymq-bench-heap-"), "heap.json")
+    fresh = Polymq(fsync, heap_file=heap_file)
+    try:
+        cfg = dict(bcfg, port=fresh.port, pid=fresh.proc.pid)
+        time.sleep(1.0)
+        traced = run_memory_trial(broker, cfg, opts, TracedHeap(fresh.proc.pid, heap_file))
+    finally:
+        code = fresh.stop()
+        shutil.rmtree(os.path.dirname(heap_file), ignore_errors=True)
+    for key in ("traced_kib_per_conn", "traced_top", "traced_areas"):
+        if key in traced:
+            res[key] = traced[key]
+    res["errors"] += [f"traced run: {e}" for e in traced["errors"]]
+    if code != 0:
+        res["errors"].append(f"traced polymq exit code {code} after SIGTERM")
     return res
+
+
+# Run in the broker process by ``Polymq(heap_file=...)``: tracemalloc from the start, and on
+# SIGUSR1 the traced heap (after a gc) written to the file as JSON. The first reading keeps
+# the per-line totals as a baseline (the dict it keeps is counted into that reading); later
+# ones add the lines that grew most since.
+TRACED_SERVE = """exec(compile(r'''
+import gc, json, os, signal, sys, tracemalloc
+heap_file, top_lines = sys.argv[1], 200
+base = {}
+def read_heap(_signum, _frame):
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0]
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<heap>")]
+    )
+    stats = snapshot.statistics("lineno")
+    del snapshot
+    sizes = {str(s.traceback[0]): (s.size, s.count) for s in stats}
+    del stats
+    out = {"traced": traced}
+    if not base:
+        base.update(sizes)
+        del sizes
+        out["traced"] = tracemalloc.get_traced_memory()[0]
+    else:
+        grown = [
+            (where, size - base.get(where, (0, 0))[0], count - base.get(where, (0, 0))[1])
+            for where, (size, count) in sizes.items()
+        ]
+        grown.sort(key=lambda g: -g[1])
+        out["top"] = grown[:top_lines]
+        out["files"] = {}
+        for where, size, count in grown:
+            name = where.rsplit(":", 1)[0]
+            size0, count0 = out["files"].get(name, (0, 0))
+            out["files"][name] = (size0 + size, count0 + count)
+    with open(heap_file + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(heap_file + ".tmp", heap_file)
+signal.signal(signal.SIGUSR1, read_heap)
+tracemalloc.start()
+from broker.cli import main
+sys.exit(main(sys.argv[2:]))
+''', "<heap>", "exec"))
+"""
+
+
+def _heap_area(filename: str) -> str:
+    """The part of the program a traced allocation belongs to, for the row d breakdown."""
+    path = filename.replace(os.sep, "/")
+    if "/site-packages/" in path:
+        return path.split("/site-packages/")[1].split("/")[0]
+    if str(ROOT) in filename:
+        rel = os.path.relpath(filename, ROOT).replace(os.sep, "/")
+        parts = rel.split("/")
+        return "/".join(parts[:2]) if len(parts) > 2 else rel
+    if "trio." in path:  # attrs-generated methods of trio classes
+        return "trio"
+    return "other (stdlib, generated code)"
+
+
+class TracedHeap:
+    """Reads the traced heap of a broker started with ``TRACED_SERVE``."""
+
+    def __init__(self, pid: int, heap_file: str) -> None:
+        self.pid = pid
+        self.heap_file = heap_file
+
+    def read(self, timeout_s: float = 120.0) -> dict[str, Any] | None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.heap_file)
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return dict(json.loads(Path(self.heap_file).read_text()))
+            time.sleep(0.1)
+        return None
 
 
 # -- orchestration ---------------------------------------------------------------------------
 
 
 def run_trial(row: str, broker: str, bcfg: dict, rep: int, opts: dict) -> dict[str, Any]:
-    _, pkind, skind, _ = ROWS[row]
+    _, pkind, skind, qos = ROWS[row]
+    opts = dict(opts, qos=qos)
     topic = f"bench/{row}/{broker}/{rep}/{os.getpid()}-{time.monotonic_ns() % 10**9}"
     subs = opts["fanout"] if row == "c" else 1
     nprocs = min(subs, opts["fanout_procs"]) if row == "c" else 1
     shares = [subs // nprocs + (1 if k < subs % nprocs else 0) for k in range(nprocs)]
     ctx = mp.get_context("spawn")
     sub_fn = subscriber_paho if skind == "paho" else subscribers_raw
-    pub_fn = publisher_paho if pkind == "paho" else publisher_raw
+    pub_fn = publisher_paho if pkind == "paho" else publisher_raw_qos1 if qos else publisher_raw
     sub_pipes, procs = [], []
     for share in shares:
         here, there = ctx.Pipe()
@@ -775,14 +1020,18 @@ def _other_listeners() -> list[str]:
 class Polymq:
     """``python -m broker serve`` on a free MQTT port, stderr drained by a thread."""
 
-    def __init__(self, fsync: str) -> None:
+    def __init__(self, fsync: str, heap_file: str | None = None) -> None:
         self.data_dir = tempfile.mkdtemp(prefix="polymq-bench-")
         self.port: int | None = None
         self.ready = threading.Event()
         self.notable: list[str] = []
         self.warnings = 0
+        start = [sys.executable, "-m", "broker"]
+        if heap_file is not None:
+            start = [sys.executable, "-c", TRACED_SERVE, heap_file]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--data-dir", self.data_dir, "--host", HOST]
+            start
+            + ["serve", "--data-dir", self.data_dir, "--host", HOST]
             + ["--mqtt-port", "0", "--fsync", fsync]
             + [f"--{name}-port=off" for name in _other_listeners()],
             cwd=ROOT,
@@ -905,7 +1154,7 @@ def _goal_text(row: str, meds: dict[str, float], lost_polymq: str) -> str:
     ratio = meds["polymq"] / meds[ref]
     met = ratio >= need
     extra = ""
-    if row == "b":
+    if row in QOS1_ROWS:
         met = met and lost_polymq == "0"
         extra = f" with 0 lost (polymq lost {lost_polymq})"
     verdict = "met" if met else "NOT met"
@@ -964,9 +1213,13 @@ def print_table(results: dict, brokers: list[str], rows: list[str], opts: dict) 
         print(
             f"{'(d) memory per idle connection':<34} {'broker':<10} {'KiB/conn':>9} "
             f"{'1st trial':>9} {'min..max':>13} {'reached':>15} {'RSS before -> with':>20} "
-            f"{'fd limit':>17}"
+            f"{'fd limit':>17} {'heap KiB':>9}"
         )
-        print("-" * 136)
+        print(
+            f"{'':<34} {'':<10} {'RSS':>9} {'':>9} {'':>13} {'':>15} {'':>20} {'':>17} "
+            f"{'traced':>9}"
+        )
+        print("-" * 146)
         for broker in brokers:
             recs = results.get(("d", broker), [])
             vals = [r["kib_per_conn"] for r in recs if r.get("kib_per_conn") is not None]
@@ -982,26 +1235,40 @@ def print_table(results: dict, brokers: list[str], rows: list[str], opts: dict) 
                 one = with_rss[0]
                 rss = f"{one['before_kib'] / 1024:.0f} -> {one['after_kib'] / 1024:.0f} MB"
             rng = f"{min(vals):.2f}..{max(vals):.2f}" if vals else "-"
+            heap = [r["traced_kib_per_conn"] for r in recs if "traced_kib_per_conn" in r]
+            heap_text = _fmt_kib(statistics.median(heap)) if heap else "-"
             print(
                 f"{'':<34} {broker:<10} {_fmt_kib(med):>9} {_fmt_kib(first):>9} {rng:>13} "
-                f"{reach:>15} {rss:>20} {results.get(('d-limit', broker), '?'):>17}"
-                f"  ({len(vals)}/{repeat} ok)"
+                f"{reach:>15} {rss:>20} {results.get(('d-limit', broker), '?'):>17} "
+                f"{heap_text:>9}  ({len(vals)}/{repeat} ok)"
             )
         if "polymq" in brokers:
             recs = results.get(("d", "polymq"), [])
-            vals = [r["kib_per_conn"] for r in recs if r.get("kib_per_conn") is not None]
             reached = min((r.get("alive", 0) for r in recs), default=0)
-            if vals:
+            full = reached >= opts["connections"]
+            why = "" if full else f" (only {reached:,} connections reached)"
+            for key, what in (("traced_kib_per_conn", "traced heap"), ("kib_per_conn", "RSS")):
+                vals = [r[key] for r in recs if r.get(key) is not None]
+                if not vals:
+                    print(f"{'':<34} goal: polymq <= {GOAL_KIB_PER_CONN:g} KiB ({what}): -")
+                    continue
                 med = statistics.median(vals)
-                full = reached >= opts["connections"]
                 verdict = "met" if med <= GOAL_KIB_PER_CONN and full else "NOT met"
-                why = "" if full else f" (only {reached:,} connections reached)"
                 print(
-                    f"{'':<34} goal: polymq <= {GOAL_KIB_PER_CONN:g} KiB per idle connection: "
-                    f"{med:.2f} KiB -> {verdict}{why}"
+                    f"{'':<34} goal: polymq <= {GOAL_KIB_PER_CONN:g} KiB per idle connection "
+                    f"({what}): {med:.2f} KiB -> {verdict}{why}"
                 )
-            else:
-                print(f"{'':<34} goal: polymq <= {GOAL_KIB_PER_CONN:g} KiB: not measured")
+            areas = [r["traced_areas"] for r in recs if r.get("traced_areas")]
+            if areas:
+                print(f"{'':<34} polymq traced heap per connection by area (last trial):")
+                for area, size in areas[-1].items():
+                    if abs(size) >= 1:
+                        print(f"{'':<36} {size:>8.0f} B  {area}")
+            tops = [r["traced_top"] for r in recs if r.get("traced_top")]
+            if tops and opts["trace_top"]:
+                print(f"{'':<34} polymq traced heap per connection by line (last trial):")
+                for where, size, count in tops[-1][: opts["trace_top"]]:
+                    print(f"{'':<36} {size:>8.0f} B {count:>6.2f} blocks  {where}")
 
 
 def _fmt_kib(v: float | None) -> str:
@@ -1018,7 +1285,9 @@ def _summary(row: str, res: dict) -> str:
             if res.get("after_close_kib"):
                 parts[-1] += f" (after close {res['after_close_kib'] / 1024:.1f} MB)"
         if res.get("kib_per_conn") is not None:
-            parts.append(f"{res['kib_per_conn']:.2f} KiB/conn")
+            parts.append(f"{res['kib_per_conn']:.2f} KiB/conn RSS")
+        if res.get("traced_kib_per_conn") is not None:
+            parts.append(f"{res['traced_kib_per_conn']:.2f} KiB/conn traced heap")
         if res.get("failures"):
             parts.append("failures: " + ", ".join(f"{v}x {k}" for k, v in res["failures"].items()))
         parts += res["notes"]
@@ -1056,7 +1325,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="publish time per trial")
     ap.add_argument("--repeat", type=int, default=3, help="trials per row and broker")
-    ap.add_argument("--only", default="a,b,c,d", help="comma-separated rows (a,b,c,d)")
+    ap.add_argument("--only", default="a,b,e,c,d", help="comma-separated rows (a,b,c,d,e)")
     ap.add_argument("--brokers", default=",".join(ALL_BROKERS))
     ap.add_argument("--mosquitto-port", type=int, default=1885)
     ap.add_argument("--rabbit-port", type=int, default=1884)
@@ -1076,6 +1345,18 @@ def main() -> None:
         "--fd-reserve", type=int, default=200, help="broker fds left spare when capping (d)"
     )
     ap.add_argument("--conn-settle", type=float, default=3.0, help="wait before reading RSS (d)")
+    ap.add_argument(
+        "--conn-keepalive", type=int, default=600, help="keep alive of the idle connections, s (d)"
+    )
+    ap.add_argument(
+        "--trace-top", type=int, default=12, help="row d: polymq heap lines to print (0: none)"
+    )
+    ap.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="row d: skip the second polymq run under tracemalloc",
+    )
     ap.add_argument("--settle", type=float, default=3.0, help="QoS 0: quiet time that ends a trial")
     ap.add_argument("--timeout", type=float, default=30.0, help="give up after N s of silence")
     ap.add_argument("--fsync", default="always", help="polymq --fsync policy")
@@ -1099,6 +1380,9 @@ def main() -> None:
             "conn_parallel",
             "conn_timeout",
             "conn_settle",
+            "conn_keepalive",
+            "trace",
+            "trace_top",
             "fd_reserve",
             "settle",
             "timeout",
@@ -1171,8 +1455,14 @@ def main() -> None:
     print("subscriber (row c: all deliveries over the first-to-last span of all subscribers).")
     print("spread: half the min..max range over the median. pmq/x: polymq median / x median.")
     if "d" in rows:
-        print("d: (VmRSS holding the connections - VmRSS before) / connections still open after")
+        print(
+            f"d: each connection is CONNECT (keep alive {args.conn_keepalive} s) and one QoS 0 "
+            "SUBSCRIBE, then idle;"
+        )
+        print("RSS: (VmRSS holding the connections - VmRSS before) / connections still open after")
         print(f"{args.conn_settle:g} s idle; 'reached' is the smallest count over the trials.")
+        print("traced: polymq only, a second fresh process under tracemalloc: (traced Python heap")
+        print("with the connections - before) / connections, after a gc.")
     if polymq is not None:
         rss_text = f"{rss:.0f} MB" if rss else "?"
         print(

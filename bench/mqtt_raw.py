@@ -1,8 +1,9 @@
 """A minimal MQTT 3.1.1 client over a plain socket, for benchmarks.
 
-Only what the benchmarks need: CONNECT / CONNACK, SUBSCRIBE / SUBACK, pre-encoded QoS 0 PUBLISH
-blocks, PINGREQ / PINGRESP as an "everything before this was read" barrier, DISCONNECT, and a
-struct parser for incoming PUBLISH packets. Every blocking call is bounded by the socket timeout.
+Only what the benchmarks need: CONNECT / CONNACK, SUBSCRIBE / SUBACK, pre-encoded QoS 0 and QoS 1
+PUBLISH blocks, PUBACK both ways, PINGREQ / PINGRESP as an "everything before this was read"
+barrier, DISCONNECT, and a struct parser for incoming PUBLISH and PUBACK packets. Every blocking
+call is bounded by the socket timeout.
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def publish_packet(topic: str, payload: bytes) -> tuple[bytes, int]:
     return pkt, len(pkt) - len(payload)
 
 
+def publish_packet_qos1(topic: str, payload: bytes) -> tuple[bytes, int, int]:
+    """A QoS 1 PUBLISH (packet identifier 0, to be patched in), the offset of its packet
+    identifier and the offset of its payload."""
+    body = mqtt_str(topic) + b"\x00\x00" + payload
+    pkt = packet(PUBLISH << 4 | 0x02, body)
+    payload_offset = len(pkt) - len(payload)
+    return pkt, payload_offset - 2, payload_offset
+
+
 def connack_error(data: bytes | bytearray) -> str | None:
     """None for a successful 4-byte CONNACK, otherwise why not."""
     if len(data) < 4 or data[0] != CONNACK << 4 or data[1] != 2:
@@ -95,11 +105,18 @@ def connack_error(data: bytes | bytearray) -> str | None:
     return None
 
 
-def scan(buf: bytearray, on_publish: Callable[[bytearray, int], None]) -> int:
+def scan(
+    buf: bytearray,
+    on_publish: Callable[[bytearray, int], None] | None,
+    acks: bytearray | None = None,
+    on_puback: Callable[[int], None] | None = None,
+) -> int:
     """Parse the complete packets at the start of ``buf``; return the bytes used.
 
-    ``on_publish(buf, offset)`` gets each PUBLISH's payload offset. QoS > 0 packets and anything
-    other than PUBLISH / PINGRESP / SUBACK raise :class:`BrokerClosed` (the raw rows are QoS 0).
+    ``on_publish(buf, offset)`` gets each PUBLISH's payload offset. With ``acks``, QoS 1
+    PUBLISH packets are accepted and their PUBACKs appended to it (for the caller to send);
+    with ``on_puback``, PUBACK packets are accepted and their packet identifiers passed on.
+    Anything else other than PINGRESP / SUBACK raises :class:`BrokerClosed`.
     """
     i = 0
     n = len(buf)
@@ -123,10 +140,18 @@ def scan(buf: bytearray, on_publish: Callable[[bytearray, int], None]) -> int:
         if end > n:
             return i
         kind = head >> 4
-        if kind == PUBLISH:
-            if head & 0x06:
-                raise BrokerClosed(f"unexpected QoS {(head >> 1) & 3} PUBLISH on a QoS 0 row")
-            on_publish(buf, j + 2 + (buf[j] << 8 | buf[j + 1]))
+        if kind == PUBLISH and on_publish is not None:
+            t = j + 2 + (buf[j] << 8 | buf[j + 1])
+            qos = (head >> 1) & 3
+            if qos == 0:
+                on_publish(buf, t)
+            elif qos == 1 and acks is not None:
+                acks += bytes((PUBACK << 4, 2, buf[t], buf[t + 1]))
+                on_publish(buf, t + 2)
+            else:
+                raise BrokerClosed(f"unexpected QoS {qos} PUBLISH")
+        elif kind == PUBACK and on_puback is not None:
+            on_puback(buf[j] << 8 | buf[j + 1])
         elif kind == DISCONNECT:
             raise BrokerClosed("DISCONNECT from the broker")
         elif kind not in (PINGRESP, SUBACK):

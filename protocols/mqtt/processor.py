@@ -107,6 +107,7 @@ V3_NOT_AUTHORIZED = 0x05
 
 SESSION_EXPIRY_NEVER = 0xFFFFFFFF
 HEADER_PREFIX = "x-mqtt-"
+MATCH_CACHE_ENTRIES_MAX = 256  # topics per connection whose matching subscriptions are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class MQTTHub:
         self.connections: dict[str, MQTTConnection] = {}
         self.pending_wills: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None
+        self.io: Any = None  # the transport's shared tasks (protocols/mqtt/io.py), once started
         self.session_overflows = 0
         self.messages_in = 0
         self.messages_out = 0
@@ -204,6 +206,51 @@ def topic_matches(filter_: str, topic: str) -> bool:
 
 
 class MQTTConnection:
+    """One client connection's protocol state. Every per-connection object counts against the
+    memory of an idle connection, so the attributes are slots and the containers most
+    connections never use (inbound QoS 2 ids, topic aliases, deliveries held before CONNACK,
+    the ``closed`` event) are created on first use."""
+
+    __slots__ = (
+        "hub",
+        "broker",
+        "settings",
+        "peer",
+        "wake_writer",
+        "state",
+        "out",
+        "decoder",
+        "version",
+        "client_id",
+        "keepalive_s",
+        "persistent",
+        "durable_session",
+        "session_expiry_s",
+        "session",
+        "queue",
+        "queue_durable",
+        "consuming",
+        "will",
+        "send_will",
+        "subscriptions",
+        "client_receive_maximum",
+        "client_packet_bytes_max",
+        "client_topic_alias_max",
+        "aliases_in",
+        "aliases_out",
+        "next_packet_id",
+        "inflight",
+        "qos2_received",
+        "inbound_pending",
+        "autoack",
+        "is_closed",
+        "_closed",
+        "close_reason",
+        "_overflow_logged_at",
+        "_held",
+        "_matches",
+    )
+
     def __init__(
         self,
         hub: MQTTHub,
@@ -235,17 +282,21 @@ class MQTTConnection:
         self.client_receive_maximum = 65535
         self.client_packet_bytes_max = 0
         self.client_topic_alias_max = 0
-        self.aliases_in: dict[int, str] = {}
-        self.aliases_out: dict[str, int] = {}
+        self.aliases_in: dict[int, str] | None = None
+        self.aliases_out: dict[str, int] | None = None
         self.next_packet_id = 1
         self.inflight: dict[int, tuple[int | None, int]] = {}  # packet id -> (msg id, qos)
-        self.qos2_received: set[int] = set()  # inbound QoS 2 packet ids awaiting PUBREL
+        self.qos2_received: set[int] | None = None  # inbound QoS 2 ids awaiting PUBREL
         self.inbound_pending = 0
-        self.autoack: list[int] = []
-        self.closed = trio.Event()
+        self.autoack: list[int] | None = None  # QoS 0 deliveries to settle once written
+        self.is_closed = False
+        self._closed: trio.Event | None = None
         self.close_reason = ""
         self._overflow_logged_at = 0.0
-        self._held: list[tuple[str, str, list[Any]]] = []
+        self._held: list[tuple[str, str, list[Any]]] | None = None
+        # topic -> (its matching subscriptions but shared ones, their highest QoS); dropped
+        # whenever the subscriptions change
+        self._matches: dict[str, tuple[list[Subscription], int]] | None = None
 
     # -- output ------------------------------------------------------------------------------
 
@@ -262,8 +313,11 @@ class MQTTConnection:
         return data
 
     def on_output_flushed(self) -> None:
-        ids, self.autoack = self.autoack, []
-        if ids and self.session:
+        ids = self.autoack
+        if ids is None:
+            return
+        self.autoack = None
+        if self.session:
             self.broker.settle_nowait(self.session, ids, COMPLETE)
 
     def protocol_error(self, reason: int, text: str) -> None:
@@ -296,11 +350,15 @@ class MQTTConnection:
         while i < n and self.state != CLOSED:
             ev = events[i]
             kind = type(ev)
-            if kind is Publish and self.state == CONNECTED:
+            if (kind is Publish or kind is PubAck) and self.state == CONNECTED:
+                # a run of publishes is one publish to the core, a run of acks one settle
                 j = i + 1
-                while j < n and type(events[j]) is Publish:
+                while j < n and type(events[j]) is kind:
                     j += 1
-                self._on_publishes(events[i:j])
+                if kind is Publish:
+                    self._on_publishes(events[i:j])
+                else:
+                    self._on_pubacks(events[i:j])
                 i = j
                 continue
             i += 1
@@ -310,8 +368,6 @@ class MQTTConnection:
                     self.state = CLOSED
                     return
                 await self._on_connect(ev)
-            elif kind is PubAck:
-                self._on_puback(ev)
             elif kind is PubRec:
                 self._on_pubrec(ev)
             elif kind is PubRel:
@@ -385,7 +441,7 @@ class MQTTConnection:
             old.kick(SESSION_TAKEN_OVER)
             old.wake_writer()
             with trio.move_on_after(10):
-                await old.closed.wait()
+                await old.wait_closed()
         self.hub.connections[client_id] = self
         self.hub.cancel_will(client_id)
         self.client_receive_maximum = int(props.get("receive_maximum", 65535)) or 65535
@@ -437,8 +493,8 @@ class MQTTConnection:
             if server_keepalive is not None:
                 ack_props["server_keep_alive"] = server_keepalive
         self.send(codec.encode_connack(self.version, session_present, SUCCESS, ack_props))
-        held, self._held = self._held, []
-        for tag, queue, deliveries in held:
+        held, self._held = self._held, None
+        for tag, queue, deliveries in held or ():
             self.deliver(tag, queue, deliveries)
 
     async def _declare_session_queue(self) -> None:
@@ -482,6 +538,7 @@ class MQTTConnection:
                 args.get("x-mqtt-sub-id"),
             )
             self.subscriptions[sub.filter] = sub
+        self._matches = None
 
     async def _start_consuming(self) -> None:
         if self.consuming:
@@ -510,9 +567,11 @@ class MQTTConnection:
                         self.protocol_error(TOPIC_ALIAS_INVALID, f"topic alias {alias} invalid")
                         break
                     if topic:
+                        if self.aliases_in is None:
+                            self.aliases_in = {}
                         self.aliases_in[alias] = topic
                     else:
-                        topic = self.aliases_in.get(alias, "")
+                        topic = (self.aliases_in or {}).get(alias, "")
                         if not topic:
                             self.protocol_error(PROTOCOL_ERROR, f"unknown topic alias {alias}")
                             break
@@ -522,7 +581,7 @@ class MQTTConnection:
                 self.protocol_error(TOPIC_NAME_INVALID, exc.text)
                 break
             qos = p.qos
-            if qos == 2 and p.packet_id in self.qos2_received:
+            if qos == 2 and self.qos2_received and p.packet_id in self.qos2_received:
                 # a retransmission of a QoS 2 message we already have: acknowledge only
                 self.send(codec.encode_pubrec(self.version, p.packet_id))
                 continue
@@ -535,6 +594,8 @@ class MQTTConnection:
                     )
                     break
                 if qos == 2:
+                    if self.qos2_received is None:
+                        self.qos2_received = set()
                     self.qos2_received.add(p.packet_id)
             msgs.append(
                 (
@@ -601,7 +662,7 @@ class MQTTConnection:
                     self.send(codec.encode_puback(self.version, pid, reason))
                 else:
                     self.send(codec.encode_pubrec(self.version, pid, reason))
-                    if reason >= 0x80:
+                    if reason >= 0x80 and self.qos2_received:
                         self.qos2_received.discard(pid)
 
         return done
@@ -643,17 +704,25 @@ class MQTTConnection:
         return out
 
     def _on_pubrel(self, p: Any) -> None:
-        found = p.packet_id in self.qos2_received
-        self.qos2_received.discard(p.packet_id)
+        received = self.qos2_received
+        found = False
+        if received is not None and p.packet_id in received:
+            received.discard(p.packet_id)
+            found = True
         reason = SUCCESS if found or self.version != MQTT_5 else PACKET_ID_NOT_FOUND
         self.send(codec.encode_pubcomp(self.version, p.packet_id, reason))
 
     # -- acks of deliveries ------------------------------------------------------------------
 
-    def _on_puback(self, p: Any) -> None:
-        entry = self.inflight.pop(p.packet_id, None)
-        if entry is not None and entry[0] is not None and self.session:
-            self.broker.settle_nowait(self.session, [entry[0]], COMPLETE)
+    def _on_pubacks(self, packets: list[Any]) -> None:
+        inflight = self.inflight
+        ids: list[int] = []
+        for p in packets:
+            entry = inflight.pop(p.packet_id, None)
+            if entry is not None and entry[0] is not None:
+                ids.append(entry[0])
+        if ids and self.session:
+            self.broker.settle_nowait(self.session, ids, COMPLETE)
 
     def _on_pubrec(self, p: Any) -> None:
         entry = self.inflight.get(p.packet_id)
@@ -702,6 +771,7 @@ class MQTTConnection:
                 codes.append(UNSPECIFIED_ERROR if self.version == MQTT_5 else 0x80)
                 continue
             self.subscriptions[full] = sub
+            self._matches = None
             codes.append(qos)
             rh = opts.retain_handling
             if group is None and (rh == 0 or (rh == 1 and not existed)):
@@ -775,6 +845,7 @@ class MQTTConnection:
         s = self.settings
         for full in p.topics:
             sub = self.subscriptions.pop(full, None)
+            self._matches = None
             if sub is None:
                 codes.append(NO_SUBSCRIPTION_EXISTED)
                 continue
@@ -819,32 +890,47 @@ class MQTTConnection:
     def deliver(self, tag: str, queue: str, deliveries: list[Any]) -> None:
         if self.state == CONNECT_WAIT:
             # a resumed session's queue starts delivering before CONNACK is sent
+            if self._held is None:
+                self._held = []
             self._held.append((tag, queue, deliveries))
             return
         if self.state != CONNECTED:
             return
         shared = tag.startswith(SHARED_TAG_PREFIX)
         drop: list[int] = []
+        matches = self._matches
+        if matches is None and not shared:
+            matches = self._matches = {}
         for d in deliveries:
             props = d[D_PROPS] or {}
-            topic = codec.routing_key_to_topic(d[D_ROUTING_KEY])
+            topic = _topic_of(d[D_ROUTING_KEY])
             headers = props.get("headers") or {}
             if shared:
                 key = "$share/" + tag[len(SHARED_TAG_PREFIX) :]
                 sub = self.subscriptions.get(key)
                 subs = [sub] if sub is not None else []
+                sub_qos = sub.qos if sub is not None else 0
             else:
-                subs = [
-                    s
-                    for s in self.subscriptions.values()
-                    if s.group is None and topic_matches(s.filter, topic)
-                ]
-                if headers.get("x-mqtt-client") == self.client_id:
+                assert matches is not None
+                match = matches.get(topic)
+                if match is None:
+                    found = [
+                        s
+                        for s in self.subscriptions.values()
+                        if s.group is None and topic_matches(s.filter, topic)
+                    ]
+                    match = (found, max((s.qos for s in found), default=0))
+                    if len(matches) >= MATCH_CACHE_ENTRIES_MAX:
+                        matches.clear()
+                    matches[topic] = match
+                subs, sub_qos = match
+                if subs and headers.get("x-mqtt-client") == self.client_id:
                     subs = [s for s in subs if not s.no_local]
+                    sub_qos = max((s.qos for s in subs), default=0)
             if not subs:
                 drop.append(d[D_ID])
                 continue
-            qos = min(_message_qos(props), max(s.qos for s in subs))
+            qos = min(_message_qos(props), sub_qos)
             retain = bool(headers.get("x-mqtt-retain")) and any(s.retain_as_published for s in subs)
             if not self._send_publish(
                 topic, props, d[D_BODY], qos, retain, d[D_REDELIVERED], d[D_ID], subs
@@ -877,13 +963,16 @@ class MQTTConnection:
             if ids:
                 out_props["subscription_identifier"] = ids
             if self.client_topic_alias_max:
-                alias = self.aliases_out.get(topic)
+                aliases = self.aliases_out
+                if aliases is None:
+                    aliases = self.aliases_out = {}
+                alias = aliases.get(topic)
                 if alias is not None:
                     out_props["topic_alias"] = alias
                     send_topic = ""
-                elif len(self.aliases_out) < self.client_topic_alias_max:
-                    alias = len(self.aliases_out) + 1
-                    self.aliases_out[topic] = alias
+                elif len(aliases) < self.client_topic_alias_max:
+                    alias = len(aliases) + 1
+                    aliases[topic] = alias
                     out_props["topic_alias"] = alias
             if out_props.get("message_expiry_interval") == 0:
                 return False  # expired on the way
@@ -901,7 +990,10 @@ class MQTTConnection:
             assert packet_id is not None
             self.inflight[packet_id] = (msg_id, qos)
         elif msg_id is not None:
-            self.autoack.append(msg_id)
+            if self.autoack is None:
+                self.autoack = [msg_id]
+            else:
+                self.autoack.append(msg_id)
         self.out.append(data)
         self.hub.messages_out += 1
         self.wake_writer()
@@ -942,7 +1034,17 @@ class MQTTConnection:
         # never sees a session that is still being taken down.
         if was_connected and self.hub.connections.get(self.client_id) is self:
             del self.hub.connections[self.client_id]
-        self.closed.set()
+        self.is_closed = True
+        if self._closed is not None:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Until :meth:`close` has finished (the event exists only while someone waits)."""
+        if self.is_closed:
+            return
+        if self._closed is None:
+            self._closed = trio.Event()
+        await self._closed.wait()
 
     def _publish_will(self) -> None:
         w = self.will
@@ -975,6 +1077,20 @@ class MQTTConnection:
 class _WillPacket:
     qos: int
     retain: bool
+
+
+_topics: dict[str, str] = {}
+
+
+def _topic_of(routing_key: str) -> str:
+    """``codec.routing_key_to_topic``, cached (bounded): it runs once per delivery."""
+    topic = _topics.get(routing_key)
+    if topic is None:
+        topic = codec.routing_key_to_topic(routing_key)
+        if len(_topics) >= codec.KEY_CACHE_ENTRIES_MAX:
+            del _topics[next(iter(_topics))]
+        _topics[routing_key] = topic
+    return topic
 
 
 def _message_qos(props: dict[str, Any]) -> int:

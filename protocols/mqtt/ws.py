@@ -39,7 +39,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from protocols._server import Wire
-from protocols.mqtt.io import IOLimits, _keepalive, process_bytes
+from protocols.mqtt.io import IOLimits, process_bytes, service
 from protocols.mqtt.processor import CLOSED, MQTTConnection, MQTTHub
 
 log = logging.getLogger("polymq.mqtt")
@@ -201,6 +201,9 @@ class _WSWire(Wire):
         self.frames: list[bytes] = []  # encoded frames waiting for the writer, in order
         self.frames_carry_output = False  # they hold MQTT output: on_output_flushed after
         self.recv_scope: trio.CancelScope | None = None
+        self.conn: MQTTConnection = None  # type: ignore[assignment]  # set right after
+        self.started = self.last_recv
+        self.timer_tick = -1  # the io timer's bucket (CONNECT timeout, keepalive)
 
 
 async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
@@ -226,12 +229,13 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
     await stream.send_all(upgrade.response)
     ws = Connection(ConnectionType.SERVER)
     wire = _WSWire(stream, ws)
-    conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
+    conn = wire.conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     message_bytes_max = hub.settings.packet_bytes_max
+    svc = service(hub, limits)
+    svc.watch(wire)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_writer, wire, conn)
-            nursery.start_soon(_keepalive, wire, conn, limits)
             await _reader(wire, conn, limits, message_bytes_max, upgrade.trailing)
             wire.done = True
             if ws.state is ConnectionState.OPEN:
@@ -244,6 +248,7 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:
+        svc.unwatch(wire)
         with trio.CancelScope(shield=True), trio.move_on_after(10):
             await conn.close()
 
@@ -337,7 +342,11 @@ async def _reader(
             # a Pong needs nothing
         if chunks:
             wire.last_recv = trio.current_time()
-            if not await process_bytes(conn, b"".join(chunks)):
+            state = conn.state
+            ok = await process_bytes(conn, b"".join(chunks))
+            if conn.state != state:
+                service(conn.hub, limits).watch(wire)  # the keepalive deadline replaces CONNECT's
+            if not ok:
                 return
             wire.pending_bytes = sum(map(len, conn.out))
         if close is not None:
