@@ -19,6 +19,8 @@ from typing import Any
 
 from broker.core import commands as C
 from broker.core.model import LOCAL_ID_BASE, SERVICE_SESSION_BASE, CoreError
+from broker.core.patterns import compile_pattern
+from broker.core.routing import check_rule_arguments
 from broker.node import BrokerError, Node, Pending, SessionSink
 
 __all__ = [
@@ -411,6 +413,18 @@ class Broker:
 
     def list_bindings(self, *, vhost: str = "/") -> list[dict[str, Any]]:
         return self.node.machine.list_bindings(vhost)
+
+    @staticmethod
+    def check_rule_binding(arguments: dict[str, Any]) -> str | None:
+        """Why a rules-exchange binding with these arguments would be refused (an invalid
+        pattern or transform, in AWS's words), or None. Changes nothing."""
+        return check_rule_arguments(arguments)
+
+    @staticmethod
+    def pattern_matches(pattern: dict[str, Any] | str, event: Any) -> bool:
+        """Whether an EventBridge pattern matches a parsed event (TestEventPattern); raises
+        ``ValueError`` with AWS's message for an invalid pattern."""
+        return compile_pattern(pattern, dialect="eventbridge").matches(event)
 
     def held(self, session: int, ids: Sequence[int]) -> list[int]:
         """Those of ``ids`` that ``session`` holds unsettled right now."""

@@ -706,6 +706,10 @@ def _apply_sns(
         if not isinstance(dedup, str) or not dedup:
             dedup = _content_dedup(str(sns.get("message", "")).encode("utf-8"))
         opts = {"group": group, "dedup": dedup}
+        # what SQS shows as MessageGroupId / MessageDeduplicationId of the copy
+        sqs_block = out_props.setdefault("sqs", {})
+        sqs_block["g"] = group
+        sqs_block["d"] = dedup
     return out_props, body, opts
 
 
@@ -740,4 +744,11 @@ def apply(
         out = _render(spec, props, event, text).encode("utf-8")
     else:
         out = data
-    return _copy_props(props, sender=False), out, _eb_opts(spec, event, out)
+    out_props = _copy_props(props, sender=False)
+    opts = _eb_opts(spec, event, out)
+    if opts is not None:
+        # what SQS shows as MessageGroupId / MessageDeduplicationId of the copy
+        sqs_block = out_props.setdefault("sqs", {})
+        sqs_block["g"] = opts["group"]
+        sqs_block["d"] = opts["dedup"]
+    return out_props, out, opts
