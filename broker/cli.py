@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import logging
 import signal
 import sys
@@ -222,8 +223,8 @@ async def _serve_mqtt(
     node.mqtt_hub = hub
     limiter = _server.ConnectionLimiter("mqtt", cfg.mqtt_connections_max)
 
-    async def handler(stream: trio.SocketStream) -> None:
-        await mqtt_io.handle(stream, hub, limits)
+    # a partial, not a wrapper coroutine: no extra frame per connection
+    handler = functools.partial(mqtt_io.handle, hub=hub, limits=limits)
 
     async def ws_handler(stream: trio.SocketStream) -> None:
         await mqtt_ws.handle(stream, hub, limits)

@@ -3,6 +3,7 @@ listener, one task per connection, errors of one connection never reaching anoth
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -149,4 +150,30 @@ async def serve(
             limiter.open -= 1
             await trio.aclose_forcefully(stream)
 
-    await trio.serve_listeners(guarded, listeners)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, guarded, nursery)
+
+
+#: accept() errors that mean "out of file descriptors or memory for now": wait and retry
+ACCEPT_CAPACITY_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+ACCEPT_RETRY_S = 0.1
+
+
+async def _accept_loop(
+    listener: trio.SocketListener,
+    guarded: Callable[[trio.SocketStream], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections and start ``guarded`` for each, directly in the serving nursery (no
+    wrapper task per connection: an idle connection costs what its own task holds)."""
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            log.error("accept failed, retrying", extra={"error": str(exc)})
+            await trio.sleep(ACCEPT_RETRY_S)
+            continue
+        nursery.start_soon(guarded, stream)

@@ -52,7 +52,15 @@ from broker.core.model import (
     connection_of,
 )
 from broker.core.patterns import sns_attribute_event
-from broker.core.queue import Consumer, Message, Queue, Session
+from broker.core.queue import (
+    NO_DEDUP,
+    NO_DELAYED,
+    NO_IDS,
+    Consumer,
+    Message,
+    Queue,
+    Session,
+)
 from broker.core.routing import (
     DEFAULT,
     RULES,
@@ -61,6 +69,7 @@ from broker.core.routing import (
     binding_key,
     check_rule_arguments,
     freeze,
+    share_arguments,
 )
 from broker.core.snapshot import dump_snapshot, load_snapshot
 from broker.core.transform import apply as apply_transform
@@ -538,7 +547,7 @@ class Machine:
             bool(durable),
             owner,
             bool(auto_delete),
-            dict(arguments),
+            share_arguments(dict(arguments)),
             settings,
             self.now,
         )
@@ -593,6 +602,8 @@ class Machine:
             ms = m.session
             assert ms is not None
             del ms.unacked[m.id]
+            if ms.gone is NO_IDS:
+                ms.gone = set()
             ms.gone.add(m.id)
             if m.consumer is not None:
                 m.consumer.unacked -= 1
@@ -631,7 +642,7 @@ class Machine:
         if isinstance(q, CoreError):
             return q
         n = len(q.clear_ready()) + len(q.delayed)
-        q.delayed = []
+        q.delayed = NO_DELAYED
         q.delay_sched = None
         return n
 
@@ -1091,6 +1102,8 @@ class Machine:
             self._enq_info = (m.id, None, None)
             dedup = opts.get("dedup")
             if dedup is not None and q.dedup_window:
+                if q.dedup is NO_DEDUP:
+                    q.dedup = {}
                 q.dedup[str(dedup)] = (
                     self.now + q.dedup_window,
                     m.id,
@@ -1098,6 +1111,8 @@ class Machine:
                 )
         if delay > 0:
             self._hn += 1
+            if q.delayed is NO_DELAYED:
+                q.delayed = []
             heappush(q.delayed, (self.now + delay, self._hn, m))
             self._sched_delay(q)
             return True
@@ -1317,7 +1332,8 @@ class Machine:
                 PRECONDITION_FAILED, f"PRECONDITION_FAILED - invalid prefetch {prefetch!r}"
             )
         s = self._session(session)
-        c = Consumer(s, tag, q, prefetch, bool(no_ack), bool(exclusive), prio, dict(arguments))
+        cargs = share_arguments(dict(arguments))
+        c = Consumer(s, tag, q, prefetch, bool(no_ack), bool(exclusive), prio, cargs)
         s.consumers[tag] = c
         cons = q.consumers
         i = 0
@@ -1540,7 +1556,7 @@ class Machine:
             m = s.unacked[mid]
             q = self._detach(s, m)
             self._return(q, m)
-        s.gone.clear()
+        s.gone = NO_IDS
         s.cunacked = 0
         for vhost, name in sorted(s.owned):
             ovh = self.vhosts.get(vhost)
@@ -1893,7 +1909,7 @@ class Machine:
                 "routing_key": b.routing_key,
                 "arguments": dict(b.arguments),
             }
-            for b in sorted(x.bindings.values(), key=lambda b: b.order)
+            for b in sorted(x.bindings.values(), key=lambda b: repr(b.key))
         ]
 
     def bindings_to(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import deque
 from heapq import heappop, heappush
-from typing import Any
+from types import MappingProxyType
+from typing import Any, cast
 
 
 class Message:
@@ -70,12 +71,27 @@ class Message:
         self.first_at: int | None = None
 
 
+#: The ``fresh`` of a level that never held a message: shared, never appended to (an empty
+#: deque costs about 600 bytes, and an idle MQTT session has a queue of its own).
+NO_MESSAGES: deque[Message] = deque(maxlen=0)
+#: The ``gone`` of a session that has none: shared and immutable (a frozenset), replaced by a
+#: set of the session's own before an id is added.
+NO_IDS = cast("set[int]", frozenset())
+#: Shared, immutable empty containers of a queue or level that has never needed its own (an
+#: idle MQTT session has a queue of its own: each empty container costs 56-232 bytes). Code
+#: that adds to one replaces it first (see the ``is NO_...`` checks); a mistake raises.
+NO_RETURNED = cast("list[tuple[int, Message]]", ())
+NO_DELAYED = cast("list[tuple[int, int, Message]]", ())
+NO_DEDUP = cast("dict[str, tuple[int, int, Any]]", MappingProxyType({}))
+NO_GROUPS = cast("dict[str, int]", MappingProxyType({}))
+
+
 class Level:
     __slots__ = ("fresh", "returned")
 
     def __init__(self) -> None:
-        self.fresh: deque[Message] = deque()
-        self.returned: list[tuple[int, Message]] = []
+        self.fresh: deque[Message] = NO_MESSAGES
+        self.returned: list[tuple[int, Message]] = NO_RETURNED
 
     def head(self) -> Message | None:
         if self.returned:
@@ -137,7 +153,7 @@ class Session:
         #: every message this session holds unacked (consumer or GET), by id
         self.unacked: dict[int, Message] = {}
         #: ids it held from queues since deleted: their settles are ignored
-        self.gone: set[int] = set()
+        self.gone: set[int] = NO_IDS
         self.prefetch = 0
         #: unacked messages delivered to its consumers (the session prefetch counts these)
         self.cunacked = 0
@@ -225,13 +241,13 @@ class Queue:
         self.exclusive_consumer = False
         self.apply_settings(settings)
         #: delayed messages: a heap of (visible_at, n, message); not ready, not counted there
-        self.delayed: list[tuple[int, int, Message]] = []
+        self.delayed: list[tuple[int, int, Message]] = NO_DELAYED
         self.delay_sched: int | None = None
         #: deduplication ids seen within the window: id -> (expires_at, message id, its
         #: message_id property); insertion order is time order
-        self.dedup: dict[str, tuple[int, int, Any]] = {}
+        self.dedup: dict[str, tuple[int, int, Any]] = NO_DEDUP
         #: FIFO groups with messages in flight: group -> count
-        self.groups_held: dict[str, int] = {}
+        self.groups_held: dict[str, int] = {} if self.fifo else NO_GROUPS
 
     def apply_settings(self, settings: dict[str, Any]) -> None:
         """The settings that may change after declaration (SQS SetQueueAttributes)."""
@@ -254,14 +270,20 @@ class Queue:
     # ready structure -----------------------------------------------------------------
 
     def push_fresh(self, m: Message) -> None:
-        self.levels[m.priority].fresh.append(m)
+        lv = self.levels[m.priority]
+        if lv.fresh is NO_MESSAGES:
+            lv.fresh = deque()
+        lv.fresh.append(m)
         self.ready_count += 1
         self.ready_bytes += m.size
         if m.expires_at is not None:
             self.n_expiring += 1
 
     def push_returned(self, m: Message) -> None:
-        heappush(self.levels[m.priority].returned, (m.seq, m))
+        lv = self.levels[m.priority]
+        if lv.returned is NO_RETURNED:
+            lv.returned = []
+        heappush(lv.returned, (m.seq, m))
         self.ready_count += 1
         self.ready_bytes += m.size
         if m.expires_at is not None:

@@ -68,15 +68,46 @@ def check_rule_arguments(arguments: dict[str, Any]) -> str | None:
     return None
 
 
+_TRUE = ("b", True)
+_FALSE = ("b", False)
+
+
 def freeze(value: Any) -> Any:
-    """A hashable, order-independent form of an argument table."""
+    """A hashable, order-independent form of an argument table (small: every binding keeps
+    one in its key)."""
     if isinstance(value, dict):
-        return ("{}",) + tuple(sorted(((repr(k), freeze(v)) for k, v in value.items())))
+        if all(type(k) is str for k in value):
+            return ("{}",) + tuple(sorted((k, freeze(v)) for k, v in value.items()))
+        return ("{r}",) + tuple(sorted(((repr(k), freeze(v)) for k, v in value.items())))
     if isinstance(value, list | tuple):
         return ("[]",) + tuple(freeze(v) for v in value)
     if isinstance(value, bool):
-        return ("b", value)
+        return _TRUE if value else _FALSE
     return value
+
+
+#: Distinct binding argument tables shared between bindings (many MQTT subscriptions carry the
+#: same options): frozen form -> (frozen form, the table). Past the limit tables are not shared.
+SHARED_ARGUMENTS_MAX = 4096
+_shared_arguments: dict[Any, tuple[Any, dict[str, Any]]] = {}
+
+
+def share_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """An argument table equal to ``arguments``, shared with equal earlier ones (queue and
+    consumer arguments; never changed in place)."""
+    return _share(arguments)[1]
+
+
+def _share(arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``(frozen arguments, arguments)``, both shared with equal earlier tables. Binding
+    arguments are never changed in place, so sharing them is safe."""
+    frozen = freeze(arguments)
+    hit = _shared_arguments.get(frozen)
+    if hit is not None:
+        return hit
+    if len(_shared_arguments) < SHARED_ARGUMENTS_MAX:
+        _shared_arguments[frozen] = (frozen, arguments)
+    return frozen, arguments
 
 
 class Binding:
@@ -95,11 +126,11 @@ class Binding:
         self.kind = kind
         self.dest = dest
         self.routing_key = routing_key
-        self.arguments = arguments
-        self.key = binding_key(kind, dest, routing_key, arguments)
+        frozen, self.arguments = _share(arguments)
+        self.key = (kind, dest, routing_key, frozen)
         self.durable = durable
-        #: canonical order among the matches of a rules exchange
-        self.order = repr(self.key)
+        #: canonical order among the matches of a rules exchange (set for those only)
+        self.order = ""
 
 
 def binding_key(kind: str, dest: str, routing_key: str, arguments: dict[str, Any]) -> Any:
@@ -175,7 +206,9 @@ class Exchange:
             self._direct.setdefault(b.routing_key, {})[b] = None
         elif self.type == "topic":
             self._trie.add(b.routing_key, b)
-        elif self.type == RULES and not b.arguments.get("x-disabled"):
+        elif self.type == RULES:
+            b.order = repr(b.key)
+        if self.type == RULES and not b.arguments.get("x-disabled"):
             pattern = b.arguments.get("x-pattern")
             if pattern is None:
                 self.unfiltered[b.key] = b

@@ -31,7 +31,7 @@ import msgpack
 
 from broker.core.commands import MACHINE_VERSION, MACHINE_VERSIONS_READABLE
 from broker.core.model import LOCAL_ID_BASE
-from broker.core.queue import Consumer, Message, Queue, Session
+from broker.core.queue import NO_DEDUP, NO_DELAYED, Consumer, Message, Queue, Session
 from broker.core.routing import DEFAULT, Binding, Exchange, freeze
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
     for sid, prefetch, consumers, gone in sessions:
         s = Session(sid)
         s.prefetch = prefetch
-        s.gone = set(gone)
+        if gone:
+            s.gone = set(gone)
         sess[sid] = s
         for row in consumers:
             consumer_rows[(sid, row[0])] = row
@@ -207,10 +208,15 @@ def load_snapshot(machine: Machine, data: bytes) -> None:
                 for visible_at, row in qrow[7]:
                     m = _message(q, row)
                     machine._hn += 1
+                    if q.delayed is NO_DELAYED:
+                        q.delayed = []
                     q.delayed.append((visible_at, machine._hn, m))
-                q.delayed.sort(key=lambda e: (e[0], e[1]))
+                if q.delayed:
+                    q.delayed.sort(key=lambda e: (e[0], e[1]))
                 machine._sched_delay(q)
                 for k, exp, mid, pid in qrow[8]:
+                    if q.dedup is NO_DEDUP:
+                        q.dedup = {}
                     q.dedup[k] = (exp, mid, pid)
             for row in msgs:
                 m = _message(q, row)
