@@ -1,4 +1,6 @@
-"""``polymq`` command line: ``polymq serve`` runs one node; ``polymq --version``.
+"""``polymq`` command line: ``polymq serve`` runs one node (alone, or as a member of a cluster
+with ``--peers``); ``polymq cluster up | status`` run and inspect a local dev cluster;
+``polymq --version``.
 
 Startup order matters for "bad input changes nothing": the configuration is validated first, then
 every listener is bound (a port in use stops here, before the data directory is touched), then the
@@ -22,7 +24,7 @@ import trio
 
 from broker import __version__, config, logs, runtime
 from broker.config import LISTENERS, Config, ConfigError
-from broker.node import Node, RecoveryError
+from broker.node import Node, RecoveryError, cluster_peers
 from storage.log import LogError
 
 log = logging.getLogger("polymq.cli")
@@ -70,12 +72,23 @@ def _parser() -> argparse.ArgumentParser:
         "--aws-access-keys", metavar="KEY:SECRET,...", help="access keys for --aws-auth verify"
     )
     serve.add_argument("--aws-account-id", metavar="DIGITS", help="account id in queue URLs")
+    serve.add_argument(
+        "--peers",
+        metavar="ID=HOST:PORT,...",
+        help="cluster members, this node (--node-id) included; without it: a single node",
+    )
+    serve.add_argument(
+        "--cluster-port", metavar="PORT", type=int, help="cluster link port (default: from --peers)"
+    )
+    serve.add_argument("--cluster-id", metavar="NAME", help="nodes refuse other cluster ids")
+    _cluster_parser(sub)
     return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["data_dir", "host", "node_id", "fsync", "fsync_interval_ms", "log_level"]
-    keys += ["aws_auth", "aws_access_keys", "aws_account_id"]
+    keys += ["aws_auth", "aws_access_keys", "aws_account_id", "peers", "cluster_port"]
+    keys += ["cluster_id"]
     keys += [field for field, _ in LISTENERS.values()]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
@@ -126,13 +139,29 @@ async def serve(cfg: Config) -> None:
         {"name": name, "host": cfg.host, "port": ls[0].socket.getsockname()[1]}
         for name, ls in bound.items()
     ]
+    cluster_listeners: list[trio.SocketListener] = []
+    peers = cluster_peers(cfg)
+    if peers is not None:
+        port = cfg.cluster_port or peers[cfg.node_id][1]
+        try:
+            cluster_listeners = await trio.open_tcp_listeners(port, host=cfg.host)
+        except OSError as exc:
+            for ls in bound.values():
+                for listener in ls:
+                    await listener.aclose()
+            raise StartupError(
+                f"cannot listen on cluster port {cfg.host}:{port}: {exc.strerror or exc}"
+            ) from None
+        log.info("listening", extra={"listener": "cluster", "host": cfg.host, "port": port})
     try:
         node.recover()
     except (RecoveryError, LogError) as exc:
-        for ls in bound.values():
+        for ls in [*bound.values(), cluster_listeners]:
             for listener in ls:
                 await listener.aclose()
         raise StartupError(str(exc)) from None
+    if node.cluster is not None:
+        node.cluster.listeners = cluster_listeners
     runtime.tune_gc(freeze=True)
 
     from broker.admin.http import AdminServer
@@ -309,9 +338,192 @@ async def _serve_amqp(cfg: Config, node: Node, listeners: list[trio.SocketListen
     await _server.serve(listeners, handler, limiter)
 
 
+# -- polymq cluster up | status ---------------------------------------------------------------
+
+DEV_CLUSTER_LISTENERS = ("amqp", "mqtt", "stomp", "admin", "cluster")
+DEV_CLUSTER_NODES_MAX = 9
+DEV_CLUSTER_STATE_FILE = "cluster.json"
+STATUS_TIMEOUT_S = 3.0
+DEV_CLUSTER_STOP_TIMEOUT_S = 15.0
+
+
+def _cluster_parser(sub: Any) -> None:
+    cluster = sub.add_parser("cluster", help="run or inspect a cluster")
+    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION")
+    up = csub.add_parser("up", help="start a local dev cluster (Ctrl-C stops every node)")
+    up.add_argument("-n", "--nodes", type=int, default=3, help="number of nodes (default 3)")
+    up.add_argument(
+        "--data-root", default="./data/cluster", help="data dirs go under it (default %(default)s)"
+    )
+    up.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
+    up.add_argument("--fsync", choices=config.FSYNC_POLICIES, default="always")
+    status = csub.add_parser("status", help="role, term, commit index and lag of each node")
+    status.add_argument(
+        "--admin",
+        action="append",
+        metavar="URL",
+        help="a node's admin URL (repeatable); default: the nodes `cluster up` started",
+    )
+    status.add_argument("--data-root", default="./data/cluster")
+    status.add_argument("--json", action="store_true", help="print the raw answers")
+
+
+def _free_ports(host: str, n: int) -> list[int]:
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind((host, 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _cluster_main(args: argparse.Namespace) -> int:
+    if args.cluster_command == "up":
+        return _cluster_up(args)
+    if args.cluster_command == "status":
+        return _cluster_status(args)
+    print("polymq: error: cluster needs an action: up or status", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import subprocess
+
+    n = args.nodes
+    if not 1 <= n <= DEV_CLUSTER_NODES_MAX:
+        print(f"polymq: error: -n must be 1-{DEV_CLUSTER_NODES_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    ports = _free_ports(args.host, n * len(DEV_CLUSTER_LISTENERS))
+    nodes: list[dict[str, Any]] = []
+    for i in range(n):
+        k = len(DEV_CLUSTER_LISTENERS)
+        own = dict(zip(DEV_CLUSTER_LISTENERS, ports[i * k : i * k + k], strict=True))
+        nodes.append({"id": f"n{i + 1}", "ports": own})
+    peers = ",".join(f"{nd['id']}={args.host}:{nd['ports']['cluster']}" for nd in nodes)
+    os.makedirs(args.data_root, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs_open = []
+    try:
+        for nd in nodes:
+            data_dir = os.path.join(args.data_root, str(nd["id"]))
+            nd["data_dir"] = data_dir
+            nd["log"] = data_dir + ".log"
+            p = nd["ports"]
+            cmd = [sys.executable, "-m", "broker", "serve", "--node-id", str(nd["id"])]
+            cmd += ["--data-dir", data_dir, "--host", args.host, "--peers", peers]
+            cmd += ["--fsync", args.fsync, "--mqtt-ws-port", "off", "--stomp-ws-port", "off"]
+            # The AWS endpoint stays off: its adapters declare their entities at startup, and
+            # in a cluster those declares race between nodes (see README).
+            cmd += ["--http-port", "off"]
+            for name in ("amqp", "mqtt", "stomp", "admin"):
+                cmd += [f"--{name}-port", str(p[name])]
+            logf = open(str(nd["log"]), "ab")  # noqa: SIM115 - closed in the finally below
+            logs_open.append(logf)
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf))
+        with open(os.path.join(args.data_root, DEV_CLUSTER_STATE_FILE), "w") as f:
+            json.dump({"nodes": nodes}, f, indent=2)
+        print(f"polymq dev cluster: {n} nodes, peers {peers}")
+        for nd in nodes:
+            p = nd["ports"]
+            print(
+                f"  {nd['id']}: amqp {p['amqp']}  mqtt {p['mqtt']}  stomp {p['stomp']}  "
+                f"admin http://{args.host}:{p['admin']}  cluster {p['cluster']}"
+                f"  data {nd['data_dir']}  log {nd['log']}"
+            )
+        print("Ctrl-C stops every node.", flush=True)
+        try:
+            while all(proc.poll() is None for proc in procs):
+                try:
+                    procs[0].wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+            for nd, proc in zip(nodes, procs, strict=True):
+                if proc.poll() is not None:
+                    print(f"{nd['id']} exited with code {proc.returncode}; see {nd['log']}")
+        except KeyboardInterrupt:
+            print("stopping...", flush=True)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=DEV_CLUSTER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for logf in logs_open:
+            logf.close()
+    return EXIT_OK
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import urllib.request
+
+    urls: list[str] = list(args.admin or [])
+    if not urls:
+        state = os.path.join(args.data_root, DEV_CLUSTER_STATE_FILE)
+        try:
+            with open(state) as f:
+                nodes = json.load(f)["nodes"]
+        except (OSError, ValueError, KeyError):
+            print(
+                f"polymq: error: no --admin URL and no dev cluster state in {state}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        urls = [f"http://127.0.0.1:{nd['ports']['admin']}" for nd in nodes]
+    rows = []
+    answers = []
+    failed = False
+    for url in urls:
+        try:
+            with urllib.request.urlopen(
+                url.rstrip("/") + "/api/cluster", timeout=STATUS_TIMEOUT_S
+            ) as resp:
+                info = json.load(resp)
+        except (OSError, ValueError) as exc:
+            failed = True
+            rows.append((url, "down", "-", "-", "-", "-", "-", str(exc)[:40]))
+            continue
+        answers.append(info)
+        rows.append(
+            (
+                url,
+                str(info.get("role")),
+                str(info.get("term", "-")),
+                str(info.get("commit_index", "-")),
+                str(info.get("applied_index", "-")),
+                str(info.get("lag", "-")),
+                str(info.get("leader")),
+                str(info.get("node")),
+            )
+        )
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return EXIT_ERROR if failed else EXIT_OK
+    head = ("admin", "role", "term", "commit", "applied", "lag", "leader", "node")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return EXIT_ERROR if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "cluster":
+        return _cluster_main(args)
     if args.command != "serve":
         parser.print_help()
         return EXIT_USAGE

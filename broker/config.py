@@ -85,6 +85,23 @@ class Config:
     aws_auth: str = "any"
     #: "AKID:SECRET,AKID2:SECRET2"
     aws_access_keys: str = ""
+    #: cluster mode: "n1=host:port,n2=host:port,..." naming every member, this node included
+    #: (by ``node_id``); empty or only this node means a single node
+    peers: str = ""
+    #: the port this node's cluster link listens on (default: its own entry in ``peers``)
+    cluster_port: int = 0
+    #: nodes refuse links from another cluster id
+    cluster_id: str = "polymq"
+    cluster_tick_ms: int = 50
+    cluster_election_ticks: int = 10
+    #: a durable command that is not committed within this answers the client with an error
+    cluster_propose_timeout_ms: int = 5000
+    #: the sessions of a node unreachable for this long are closed by the leader (their
+    #: unsettled deliveries go back to their queues)
+    cluster_session_timeout_ms: int = 5000
+    cluster_frame_bytes_max: int = 64 << 20
+    cluster_send_queue_frames_max: int = 4096
+    cluster_snapshot_chunk_bytes_max: int = 1 << 20
 
     def listener_port(self, name: str) -> int | None:
         field, _ = LISTENERS[name]
@@ -152,6 +169,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(f"aws_auth in {source}: expected one of {choices}, got {value!r}")
     if key == "aws_access_keys":
         parse_access_keys(value, source)
+    if key == "peers":
+        parse_peers(value, source)
     if key == "aws_account_id" and not (len(value) == 12 and value.isdigit()):
         raise ConfigError(f"aws_account_id in {source}: expected 12 digits, got {value!r}")
     if key == "log_level":
@@ -178,6 +197,29 @@ def parse_access_keys(text: str, source: str = "the configuration") -> dict[str,
             )
         keys[akid] = secret
     return keys
+
+
+def parse_peers(text: str, source: str = "the configuration") -> dict[str, tuple[str, int]]:
+    """``"n1=host:port,n2=host:port"`` -> ``{n1: (host, port), ...}``."""
+    peers: dict[str, tuple[str, int]] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, addr = item.partition("=")
+        host, sep2, port_text = addr.rpartition(":")
+        if not sep or not sep2 or not name or not host or not port_text.isdigit():
+            raise ConfigError(
+                f"peers in {source}: expected NAME=HOST:PORT items separated by commas, "
+                f"got {item!r}"
+            )
+        port = int(port_text)
+        if not 0 < port <= 65535:
+            raise ConfigError(f"peers in {source}: port {port} of {name!r} is out of range")
+        if name in peers:
+            raise ConfigError(f"peers in {source}: {name!r} is named twice")
+        peers[name] = (host.strip("[]"), port)
+    return peers
 
 
 def _apply(values: dict[str, Any], changes: Mapping[str, Any], source: str) -> None:
@@ -236,6 +278,14 @@ def build(
     if flags:
         _apply(values, {k: v for k, v in flags.items() if v is not None}, "the command line")
     cfg = Config(**values)
+    if cfg.peers:
+        peers = parse_peers(cfg.peers)
+        if len(peers) > 1 and cfg.node_id not in peers:
+            raise ConfigError(
+                f"node_id {cfg.node_id!r} is not one of the peers ({', '.join(sorted(peers))})"
+            )
+    if cfg.cluster_port > 65535:
+        raise ConfigError(f"cluster_port {cfg.cluster_port} is out of range 0-65535")
     if cfg.aws_auth == "verify" and not parse_access_keys(cfg.aws_access_keys):
         raise ConfigError("aws_auth is 'verify' but aws_access_keys names no key")
     return cfg

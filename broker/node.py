@@ -3,9 +3,13 @@
 Data flow (DESIGN.md section 1):
 
 * A command that ``Machine.needs_log`` says is durable is stamped with the node's clock, encoded
-  and proposed to the commit log (``GroupCommitter`` on a single node; Raft later implements the
-  same ``propose`` / ``wait_commit_beyond`` shape). It is applied after it is durable, in log
-  order, and its caller is answered after the apply.
+  and proposed to the commit log. It is applied after it is durable, in log order, and its
+  caller is answered after the apply. The replicator behind that is the seam between the two
+  modes: on a single node it is ``GroupCommitter`` (a proposal's ticket is its log index and
+  the pipeline applies its own commands once their index is committed); in cluster mode it is
+  ``broker.cluster.Cluster`` (a ticket is a request number, every replica applies every
+  committed entry through ``apply_cluster_entries``, and the submitting node answers the
+  pipeline entry whose ticket comes back).
 * Every other command takes the transient path: applied at once when nothing is waiting in the
   pipeline, otherwise queued behind the pending durable commands so that the order in which a
   client's calls were made is the order in which they take effect.
@@ -26,6 +30,9 @@ Rules of the pipeline:
    applied before it. Log order therefore equals submission order.
 4. ``applied_index`` is the index of the last applied durable entry; a snapshot covers exactly the
    durable entries up to it.
+5. Cluster mode: a durable command is applied where the log puts it, which may be before a
+   transient command submitted ahead of it is applied (that one waits in the pipeline behind
+   an earlier durable command); the pipeline still answers every caller in submission order.
 """
 
 from __future__ import annotations
@@ -34,24 +41,30 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from broker.config import Config
+from broker.config import Config, parse_peers
 from broker.core import commands as C
 from broker.core.codec import decode_entry, encode_entry
 from broker.core.machine import Machine, Meta
-from broker.core.model import SESSION_CONNECTION_SHIFT, connection_of
+from broker.core.model import SESSION_CONNECTION_SHIFT, CoreError, connection_of
 from broker.runtime import Clock, SystemClock
 from storage.commit import BacklogFull, GroupCommitter
 from storage.log import LogError, SegmentedLog
+from storage.raft.core import Entry
 from storage.snapshot import load_latest_snapshot, write_snapshot
+
+if TYPE_CHECKING:
+    from broker.cluster import Cluster
 
 log = logging.getLogger("polymq.node")
 
 TERM_SINGLE_NODE = 1
 UNDECIDED = -1
+DONE = -2  # cluster mode: applied (or failed); the reply waits in the entry's time_ms slot
+CLUSTER_DRAIN_S = 5.0
 # Commands that never change which path a later command takes (see rule 2).
 NON_BARRIERS = frozenset((C.PUBLISH, C.SETTLE))
 
@@ -107,6 +120,14 @@ class Pending:
         return self.reply
 
 
+def cluster_peers(config: Config) -> dict[str, tuple[str, int]] | None:
+    """The members when ``config`` asks for cluster mode (more than one peer), else None."""
+    if not config.peers:
+        return None
+    peers = parse_peers(config.peers)
+    return peers if len(peers) > 1 else None
+
+
 class Node:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
@@ -124,6 +145,10 @@ class Node:
         self._proposed_time_ms = 0
         self._log: SegmentedLog | None = None
         self._committer: GroupCommitter | None = None
+        #: cluster mode: the Raft replicator (None on a single node)
+        self.cluster: Cluster | None = None
+        self._tickets: dict[int, list[Any]] = {}  # cluster mode: ticket -> pipeline entry
+        self._drained = trio.Event()
         self._tick_pending = False
         self._snapshot_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -162,6 +187,10 @@ class Node:
             self.config.data_dir
         ):
             raise RecoveryError(f"data directory {self.config.data_dir} is not writable")
+        peers = cluster_peers(self.config)
+        if peers is not None:
+            self._recover_cluster(peers)
+            return
         snap = load_latest_snapshot(self.snapshot_dir) if os.path.isdir(self.snapshot_dir) else None
         log_store = SegmentedLog.open(
             self.log_dir,
@@ -217,11 +246,26 @@ class Node:
             },
         )
 
+    def _recover_cluster(self, peers: dict[str, tuple[str, int]]) -> None:
+        from broker.cluster import Cluster
+
+        self.machine.set_replicated()
+        cluster = Cluster(self, self.config, peers)
+        try:
+            cluster.recover()
+        except (ValueError, KeyError) as exc:
+            raise RecoveryError(f"cluster state in {self.config.data_dir}: {exc}") from None
+        self.cluster = cluster
+        self._next_connection = cluster.connection_base
+
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._committer is None:
+        if self._committer is None and self.cluster is None:
             self.recover()
+        if self.cluster is not None:
+            await self._run_cluster(self.cluster, task_status)
+            return
         committer = self._committer
         assert committer is not None and self._log is not None
         try:
@@ -240,6 +284,31 @@ class Node:
                 nursery.cancel_scope.cancel()
         finally:
             self._log.close()
+            self._stopped.set()
+            log.info("stopped", extra={"applied_index": self.applied_index})
+
+    async def _run_cluster(self, cluster: Cluster, task_status: trio.TaskStatus[Node]) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(cluster.run)
+                nursery.start_soon(self._tick_loop)
+                # No SESSIONS_RESET: other nodes' sessions live on; this node's earlier
+                # sessions are closed by the cluster once it has caught up. Clients are served
+                # once a leader is known and this node has applied what it had committed.
+                log.info("waiting for the cluster", extra={"peers": len(cluster.ids)})
+                await cluster.ready.wait()
+                task_status.started(self)
+                await self._stopping.wait()
+                with trio.move_on_after(CLUSTER_DRAIN_S):
+                    while self._pipeline:
+                        self._drained = trio.Event()
+                        await self._drained.wait()
+                await cluster.transfer_leadership()
+                await cluster.save_commit()
+                nursery.cancel_scope.cancel()
+        finally:
+            cluster.close()
             self._stopped.set()
             log.info("stopped", extra={"applied_index": self.applied_index})
 
@@ -300,8 +369,11 @@ class Node:
             logged = self.machine.needs_log(cmd)
         if logged:
             index = self._propose(cmd)
-            self._pipeline.append([index, cmd, pending, self._proposed_time_ms, barrier])
+            entry = [index, cmd, pending, self._proposed_time_ms, barrier]
+            self._pipeline.append(entry)
             self._barriers += barrier
+            if self.cluster is not None:
+                self._tickets[index] = entry
             return None
         self.commands_local += 1
         if self._pipeline:
@@ -314,6 +386,11 @@ class Node:
         return reply
 
     def _propose(self, cmd: list[Any]) -> int:
+        if self.cluster is not None:
+            ticket = self.cluster.submit(cmd)
+            self._proposed_time_ms = 0
+            self.commands_logged += 1
+            return ticket
         assert self._committer is not None
         time_ms = self.clock.now_ms()
         try:
@@ -375,6 +452,69 @@ class Node:
                 sink.deliver(effect[2], effect[3], effect[4])
             elif kind == "cancelled":
                 sink.cancelled(effect[2])
+
+    # -- cluster mode --------------------------------------------------------------------------
+
+    def apply_cluster_entries(self, entries: tuple[Entry, ...]) -> None:
+        """Apply committed Raft entries (every replica applies every entry), answer this
+        node's own, then move the pipeline on."""
+        from broker.cluster import apply_entries
+
+        apply_entries(self, entries)
+        self._advance_cluster()
+
+    def apply_logged(self, meta: Meta, cmd: list[Any]) -> Any:
+        return self._apply(meta, cmd)
+
+    def cluster_pending(self, ticket: int) -> bool:
+        return ticket in self._tickets
+
+    def cluster_done(self, ticket: int, reply: Any) -> None:
+        """The entry of ``ticket`` was applied with ``reply`` (or failed with a CoreError)."""
+        entry = self._tickets.pop(ticket, None)
+        if entry is not None:
+            entry[0] = DONE
+            entry[3] = reply
+            if self._pipeline and self._pipeline[0] is entry:
+                self._advance_cluster()
+
+    def install_machine(self, machine: Machine, index: int) -> None:
+        """A snapshot from the leader replaced the state (transient state is lost with it)."""
+        self.machine = machine
+        self.applied_index = self.snapshot_index = index
+
+    def _advance_cluster(self) -> None:
+        pipeline = self._pipeline
+        while pipeline:
+            head = pipeline[0]
+            index = head[0]
+            if index == UNDECIDED:
+                if self.machine.needs_log(head[1]):
+                    try:
+                        head[0] = self._propose(head[1])
+                    except BrokerError as exc:
+                        head[0] = DONE
+                        head[3] = CoreError(exc.code, exc.text)
+                        continue
+                    self._tickets[head[0]] = head
+                    break
+                head[0] = index = 0
+                self.commands_local += 1
+            if index == DONE:
+                pipeline.popleft()
+                self._barriers -= head[4]
+                if head[2] is not None:
+                    head[2].resolve(head[3])
+                continue
+            if index > 0:
+                break
+            pipeline.popleft()
+            self._barriers -= head[4]
+            reply = self._apply(Meta(0, 0, self.clock.now_ms()), head[1])
+            if head[2] is not None:
+                head[2].resolve(reply)
+        if not pipeline:
+            self._drained.set()
 
     def _apply_ready(self, commit_index: int) -> None:
         pipeline = self._pipeline
@@ -448,9 +588,20 @@ class Node:
 
     async def _tick_loop(self) -> None:
         cap_s = self.config.tick_interval_ms_max / 1000.0
+        cluster = self.cluster
         while True:
             deadline = self.machine.next_deadline()
             now = self.clock.now_ms()
+            if (
+                cluster is not None
+                and deadline is not None
+                and deadline <= now
+                and not cluster.is_leader
+                and self.machine.durable_due(now)
+            ):
+                # Durable expiry is the leader's TICK to propose (DESIGN.md section 1).
+                await trio.sleep(cap_s)
+                continue
             if deadline is not None and deadline <= now and not self._tick_pending:
                 self._tick_pending = True
                 pending = Pending(self._tick_done)
@@ -478,6 +629,8 @@ class Node:
         }
         if self._committer is not None:
             stats["commit"] = self._committer.statistics()
+        if self.cluster is not None:
+            stats["cluster"] = self.cluster.status()
         if self._log is not None:
             stats["log"] = self._log.statistics()
         return stats

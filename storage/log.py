@@ -505,6 +505,41 @@ class SegmentedLog:
         self._first = new_first
         self._synced = max(self._synced, new_first - 1)
 
+    def reset(self, next_index: int) -> None:
+        """Drop every entry and start empty, the next append taking ``next_index``; durable on
+        return. For installing a snapshot that ends at ``next_index - 1``.
+
+        Segments are removed lowest first, so a crash midway leaves a contiguous (stale) log
+        that ends before the snapshot; the new empty segment is created last.
+        """
+        self._check_writable()
+        if next_index < 1:
+            raise ValueError("next_index must be >= 1")
+        try:
+            for s in self._segments:
+                os.close(s.fd)
+                _unlink_quiet(s.path)
+                _unlink_quiet(s.idx_path)
+            self._segments = []
+            self._bases = []
+            _fsync_dir(self._dir)
+            fd = os.open(
+                log_path(self._dir, next_index), _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644
+            )
+            seg = Segment(self._dir, next_index, fd, 0)
+            self._write_index(seg)
+            _fsync_dir(self._dir)
+        except OSError as exc:
+            self._fail(exc)
+            raise LogError(f"resetting the log in {self._dir} failed: {exc}") from exc
+        self._segments = [seg]
+        self._bases = [next_index]
+        self._terms = array("Q")
+        self._first = next_index
+        self._synced = next_index - 1
+        self._unsynced = False
+        self._dir_dirty = False
+
     def close(self) -> None:
         """Release the files. Does not sync: call :meth:`sync` first for durability."""
         if self._closed:

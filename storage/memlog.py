@@ -159,6 +159,17 @@ class MemoryLog:
         self._first = new_first
         self._synced = max(self._synced, new_first - 1)
 
+    def reset(self, next_index: int) -> None:
+        """Drop every entry; the next append takes ``next_index`` (snapshot install)."""
+        self._check_writable()
+        if next_index < 1:
+            raise ValueError("next_index must be >= 1")
+        self._terms = array("Q")
+        self._datas = []
+        self._first = next_index
+        self._synced = next_index - 1
+        self._segment_bases = [next_index]
+
     def crash(self) -> None:
         """Forget every entry that was not synced, as a power loss would."""
         keep = self._synced + 1 - self._first

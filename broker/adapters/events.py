@@ -328,13 +328,18 @@ class EventsAdapter:
     async def _ensure_default_bus(self) -> None:
         if self.broker.exchange_info(BUS_PREFIX + "default", vhost=VHOST) is None:
             now = self.wall_ms()
-            await self.broker.declare_exchange(
-                BUS_PREFIX + "default",
-                "x-rules",
-                vhost=VHOST,
-                durable=True,
-                arguments={META: {"created": now, "modified": now}},
-            )
+            try:
+                await self.broker.declare_exchange(
+                    BUS_PREFIX + "default",
+                    "x-rules",
+                    vhost=VHOST,
+                    durable=True,
+                    arguments={META: {"created": now, "modified": now}},
+                )
+            except BrokerError as exc:
+                # another node of the cluster declared it first (with its own timestamps)
+                if exc.code != 406 or self.broker.exchange_info(BUS_PREFIX + "default") is None:
+                    raise
 
     # -- names and ARNs ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class AdminServer:
             "/api/queues": self._queues,
             "/api/exchanges": self._exchanges,
             "/api/bindings": self._bindings,
+            "/api/cluster": self._cluster,
             "/metrics": self._metrics,
         }
 
@@ -178,6 +179,26 @@ class AdminServer:
 
     def _bindings(self) -> tuple[int, str, bytes]:
         return _json(200, self.node.machine.list_bindings("/"))
+
+    def _cluster(self) -> tuple[int, str, bytes]:
+        cluster = self.node.cluster
+        if cluster is None:
+            # a single node is its own leader; "lag" is what is committed but not applied
+            index = self.node.applied_index
+            return _json(
+                200,
+                {
+                    "node": self.node.config.node_id,
+                    "role": "single",
+                    "leader": self.node.config.node_id,
+                    "term": 1,
+                    "commit_index": index,
+                    "applied_index": index,
+                    "lag": 0,
+                    "peers": {},
+                },
+            )
+        return _json(200, cluster.status())
 
     def _metrics(self) -> tuple[int, str, bytes]:
         node = self.node

@@ -179,7 +179,7 @@ def check_invariants(machine: Machine) -> None:
         for mid, m in s.unacked.items():
             if m.session is not s or m.queue.unacked.get(mid) is not m or m.queue.deleted:
                 _fail(f"session {sid}: unacked message {mid} not in its queue's unacked set")
-            cun += m.consumer is not None
+            cun += m.consumer is not None and mid < machine.credit_id_max
         if cun != s.cunacked:
             _fail(f"session {sid}: cunacked {s.cunacked} but {cun} messages held by consumers")
         if s.gone & s.unacked.keys():

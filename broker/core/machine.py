@@ -23,6 +23,13 @@ Rules:
    item in a canonical order (leases by id, then queues by name), so stale entries
    never change an outcome.
 
+7. Replicated mode (``set_replicated()``, a cluster, where transient commands are applied on
+   one node only): a message routed to a logged queue is logged whatever its delivery mode
+   (as RabbitMQ's quorum queues do), so a logged queue holds logged copies only and its
+   consumers' credit is the same on every replica; and a session's prefetch counts only
+   deliveries of logged copies (``credit_id_max``), so a transient delivery on the session's
+   node cannot change which logged message a logged apply hands out there.
+
 Effects: ``("deliver", session, tag, queue, [delivery, ...])`` and
 ``("cancelled", session, tag)``. A delivery is ``(msg_id, redelivered, delivery_count,
 exchange, routing_key, props, body)``.
@@ -181,6 +188,10 @@ class Machine:
         self.sessions: dict[int, Session] = {}
         self.local_counter = 0
         self.overflow_counter = 0
+        #: replicated mode (a cluster): see rule 7
+        self.replicated = False
+        #: deliveries with ids below this count towards a session's prefetch (rule 7)
+        self.credit_id_max = 1 << 64
         self._heap: list[tuple[int, int, Any, int, Any]] = []
         self._hn = 0
         # per-apply state
@@ -607,7 +618,8 @@ class Machine:
             ms.gone.add(m.id)
             if m.consumer is not None:
                 m.consumer.unacked -= 1
-                ms.cunacked -= 1
+                if m.id < self.credit_id_max:
+                    ms.cunacked -= 1
             m.session = None
             m.consumer = None
             m.lease_at = None
@@ -1258,7 +1270,8 @@ class Machine:
             m.session = s
             m.consumer = c
             c.unacked += 1
-            s.cunacked += 1
+            if m.id < self.credit_id_max:
+                s.cunacked += 1
             s.unacked[m.id] = m
             q.unacked[m.id] = m
             q.unacked_bytes += m.size
@@ -1387,7 +1400,8 @@ class Machine:
         c = m.consumer
         if c is not None:
             c.unacked -= 1
-            s.cunacked -= 1
+            if m.id < self.credit_id_max:
+                s.cunacked -= 1
             if not q.deleted:
                 self._dirty[q] = None
             m.consumer = None
@@ -1448,7 +1462,8 @@ class Machine:
                 c = m.consumer
                 if c is not None:
                     c.unacked -= 1
-                    s.cunacked -= 1
+                    if mid < self.credit_id_max:
+                        s.cunacked -= 1
                     dirty[q] = None
                     m.consumer = None
                 m.session = None
@@ -1801,11 +1816,11 @@ class Machine:
         for m in msgs:
             props = m[1]
             need = bool(m[3] & C.FLAG_RETAIN)  # retained messages are always durable
-            if not need and props and props.get("delivery_mode") == 2:
+            if not need and ((props and props.get("delivery_mode") == 2) or self.replicated):
                 if x.type == RULES:
-                    need = bool(self._rule_matches(x, props, m[2], True))
+                    need = bool(self._rule_matches(x, props or {}, m[2], True))
                 else:
-                    need = bool(targets(vh, x, m[0], props.get("headers"))[0])
+                    need = bool(targets(vh, x, m[0], props.get("headers") if props else None)[0])
             if cur and need != cur_flag:
                 runs.append((cur_flag, cur))
                 cur = []
@@ -1943,6 +1958,11 @@ class Machine:
         return out
 
     # ------------------------------------------------------------------ snapshot
+
+    def set_replicated(self) -> None:
+        """Switch to replicated mode (rule 7); before the first apply."""
+        self.replicated = True
+        self.credit_id_max = LOCAL_ID_BASE
 
     def snapshot(self) -> bytes:
         """msgpack of the logged (durable) state only; deterministic bytes."""
