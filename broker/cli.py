@@ -192,13 +192,16 @@ async def serve(cfg: Config) -> None:
 
 
 async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
-    """The AWS-compatible APIs (SQS, SNS, EventBridge) on one HTTP endpoint."""
+    """The AWS-compatible APIs (SQS, SNS, EventBridge, its schema registry) on one HTTP
+    endpoint."""
     from broker.adapters.events import EventsAdapter
+    from broker.adapters.schemas import SchemasAdapter
     from broker.adapters.sns import SnsAdapter
     from broker.adapters.sqs import SqsAdapter, SqsSettings
     from broker.api import Broker
     from protocols.aws.events import EventsService
     from protocols.aws.http import AwsHttpServer, AwsService, HttpLimits
+    from protocols.aws.schemas import SchemasService
     from protocols.aws.sigv4 import SigV4Verifier
     from protocols.aws.sns import SnsService
     from protocols.aws.sqs import SqsService
@@ -207,18 +210,25 @@ async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListen
     sqs = SqsAdapter(broker, SqsSettings(account_id=cfg.aws_account_id, region=cfg.aws_region))
     sns = SnsAdapter(broker, account_id=cfg.aws_account_id, region=cfg.aws_region)
     events = EventsAdapter(broker, account_id=cfg.aws_account_id, region=cfg.aws_region)
+    schemas = SchemasAdapter(broker, account_id=cfg.aws_account_id, region=cfg.aws_region)
     auth = None
     if cfg.aws_auth == "verify":
         auth = SigV4Verifier(config.parse_access_keys(cfg.aws_access_keys))
     limits = HttpLimits(
         request_bytes_max=cfg.http_request_bytes_max, connections_max=cfg.http_connections_max
     )
-    services: list[AwsService] = [SqsService(sqs), SnsService(sns), EventsService(events)]
+    services: list[AwsService] = [
+        SqsService(sqs),
+        SnsService(sns),
+        EventsService(events),
+        SchemasService(schemas),
+    ]
     server = AwsHttpServer(services, limits, auth=auth)
     async with trio.open_nursery() as nursery:
         await nursery.start(sqs.run)
         await nursery.start(sns.run)
         await nursery.start(events.run)
+        await nursery.start(schemas.run)
         await server.serve(listeners)
         nursery.cancel_scope.cancel()
 

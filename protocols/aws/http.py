@@ -1,13 +1,19 @@
 """The HTTP/1.1 endpoint every AWS-compatible API of polymq is served through (port 4566 by
-default): one listener, requests routed to a service by ``X-Amz-Target`` (the JSON protocols)
-or by ``Action`` (the query protocol), decoded into the JSON-shaped params of the botocore model,
-handed to the service's ``handle``, and the output dict or :class:`AwsError` encoded back in the
-protocol the request came in.
+default): one listener, requests routed to a service by ``X-Amz-Target`` (the JSON protocols),
+by method and path (the REST-JSON protocol) or by ``Action`` (the query protocol), decoded into
+the JSON-shaped params of the botocore model, handed to the service's ``handle``, and the output
+dict or :class:`AwsError` encoded back in the protocol the request came in.
 
 Wire facts this relies on:
 
 * JSON: ``POST /``, ``X-Amz-Target: {targetPrefix}.{Operation}`` (``AmazonSQS.SendMessage``,
   ``AWSEvents.PutEvents``); an unknown target or operation is ``UnknownOperationException``.
+* REST-JSON (services whose ``protocol`` is ``"rest-json"``): any request without
+  ``X-Amz-Target`` whose method and path match one of the operations' URI templates
+  (:mod:`protocols.aws.wire_rest`). A credential scope naming a rest-json service
+  (``.../schemas/aws4_request``) restricts the match to that service and a path it does not know
+  is ``UnknownOperationException`` (404); a scope naming another service, or an unsigned request
+  carrying ``Action=``, is never taken by a rest-json route.
 * Query: ``Action=...`` in a form-encoded ``POST`` body or in the query string of a ``GET``,
   possibly sent to a queue URL path; the service is the one named in the credential scope of
   the ``Authorization`` header (``Credential=AKID/20240101/us-east-1/sqs/aws4_request``), else
@@ -39,9 +45,10 @@ import trio
 from botocore.model import OperationModel
 
 from protocols._server import ConnectionLimiter
-from protocols.aws import wire_json, wire_query
+from protocols.aws import wire_json, wire_query, wire_rest
 from protocols.aws.errors import AwsError, internal_failure
 from protocols.aws.model import (
+    error_http_status,
     error_namespace,
     json_content_type,
     operation,
@@ -59,6 +66,7 @@ DISCARD_BYTES_MAX = 8 << 20
 DISCARD_S = 1.0
 DEFAULT_REGION = "us-east-1"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+REST_JSON = "rest-json"
 
 
 @dataclass
@@ -76,11 +84,23 @@ class AwsRequest:
 
 
 class AwsService(Protocol):
+    """A service on the endpoint. ``model_name`` names its botocore model. Optional class
+    attributes, read with defaults: ``protocol`` (``"json"``, the default, covers the JSON and
+    query protocols routed by ``X-Amz-Target`` / ``Action``; ``"rest-json"`` routes by method
+    and path) and ``json_target_prefix`` (the ``X-Amz-Target`` prefix, ``""`` for none).
+
+    ``handle`` gets ``req.params`` shaped like the operation's input shape (for rest-json: URI
+    labels, query-string, header and body members merged by member name, typed per the model)
+    and returns a dict shaped like its output shape; refusals are :class:`AwsError`."""
+
     name: str
     model_name: str
-    json_target_prefix: str
 
     async def handle(self, req: AwsRequest) -> dict[str, Any]: ...
+
+
+def service_protocol(service: AwsService) -> str:
+    return str(getattr(service, "protocol", "json") or "json")
 
 
 @dataclass(frozen=True)
@@ -143,11 +163,17 @@ class AwsHttpServer:
         self.requests = 0
         self._by_target: dict[str, AwsService] = {}
         self._by_scope: dict[str, AwsService] = {}
+        self._rest: list[tuple[AwsService, wire_rest.RestRouter]] = []
+        self._rpc = [service for service in self.services if service_protocol(service) != REST_JSON]
         for service in self.services:
             model = service_model(service.model_name)
-            query_model(service.model_name)
-            if service.json_target_prefix:
-                self._by_target.setdefault(service.json_target_prefix, service)
+            if service_protocol(service) == REST_JSON:
+                self._rest.append((service, wire_rest.RestRouter(model)))
+            else:
+                query_model(service.model_name)
+                prefix = getattr(service, "json_target_prefix", "")
+                if prefix:
+                    self._by_target.setdefault(prefix, service)
             for name in (service.name, model.endpoint_prefix, model.signing_name):
                 if name:
                     self._by_scope.setdefault(name, service)
@@ -257,8 +283,10 @@ class AwsHttpServer:
             )
             return _Reply(431, wire_query.CONTENT_TYPE, body, close=True)
         length = headers.get("content-length", "")
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("latin-1")
         if length.isdigit() and int(length) > self.limits.request_bytes_max:
-            return self._too_large(headers, request_id, json_wire)
+            return self._too_large(method, target, headers, request_id, json_wire)
         if conn.they_are_waiting_for_100_continue:
             with trio.move_on_after(self.limits.request_timeout_s) as scope:
                 await stream.send_all(
@@ -273,31 +301,33 @@ class AwsHttpServer:
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > self.limits.request_bytes_max:
-                    return self._too_large(headers, request_id, json_wire)
+                    return self._too_large(method, target, headers, request_id, json_wire)
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 break
             else:
                 return None
         body = b"".join(chunks)
-        return await self.dispatch(
-            request.method.decode("ascii", "replace"),
-            request.target.decode("latin-1"),
-            headers,
-            body,
-            request_id,
-        )
+        return await self.dispatch(method, target, headers, body, request_id)
 
-    def _too_large(self, headers: dict[str, str], request_id: str, json_wire: bool) -> _Reply:
+    def _too_large(
+        self, method: str, target: str, headers: dict[str, str], request_id: str, json_wire: bool
+    ) -> _Reply:
         err = AwsError(
             "RequestEntityTooLarge",
             f"Request body must be at most {self.limits.request_bytes_max} bytes.",
             status=413,
         )
+        protocol = "json" if json_wire else "query"
         service = self._json_service(headers.get("x-amz-target", "")) if json_wire else None
+        if not json_wire:
+            path, _, query = target.partition("?")
+            rest = self._rest_route(method, path, query, headers)
+            if rest is not None:
+                protocol, service = REST_JSON, rest[0]
         if service is None:
             service = self._scope_service(headers, "")
-        reply = self._error(err, "json" if json_wire else "query", service, request_id)
+        reply = self._error(err, protocol, service, request_id)
         reply.close = True
         return reply
 
@@ -320,13 +350,18 @@ class AwsHttpServer:
     async def _send_reply(
         self, stream: trio.abc.Stream, conn: h11.Connection, reply: _Reply, *, head: bool
     ) -> bool:
-        headers = [
-            ("content-type", reply.content_type),
-            ("content-length", str(len(reply.body))),
-            ("date", formatdate(usegmt=True)),
-            ("server", "polymq"),
-            *reply.headers,
-        ]
+        if reply.status in wire_rest.NO_BODY_STATUSES:
+            # 204 and 304 have no body, hence neither Content-Length nor Content-Type.
+            head = True
+            headers = [("date", formatdate(usegmt=True)), ("server", "polymq"), *reply.headers]
+        else:
+            headers = [
+                ("content-type", reply.content_type),
+                ("content-length", str(len(reply.body))),
+                ("date", formatdate(usegmt=True)),
+                ("server", "polymq"),
+                *reply.headers,
+            ]
         if reply.close:
             headers.append(("connection", "close"))
         try:
@@ -365,11 +400,46 @@ class AwsHttpServer:
         prefix = target.rpartition(".")[0]
         return self._by_target.get(prefix)
 
+    def _fallback_service(self) -> AwsService | None:
+        """Whose model shapes an error that names no service: the first JSON/query one."""
+        return self._rpc[0] if self._rpc else None
+
     def _scope_service(self, headers: dict[str, str], query: str) -> AwsService | None:
         credential = authorization_credential(headers, query)
         if credential is not None and credential.service in self._by_scope:
             return self._by_scope[credential.service]
-        return self.services[0] if self.services else None
+        return self._fallback_service()
+
+    def _rest_route(
+        self, method: str, path: str, query: str, headers: dict[str, str]
+    ) -> tuple[AwsService, wire_rest.Match | None] | None:
+        """The rest-json service (and its matching operation, None if none matches) that takes
+        this request, or None if it is not a rest-json request."""
+        if not self._rest or "x-amz-target" in headers:
+            return None
+        credential = authorization_credential(headers, query)
+        scoped = self._by_scope.get(credential.service) if credential is not None else None
+        if scoped is not None:
+            if service_protocol(scoped) != REST_JSON:
+                return None
+            candidates = [(s, r) for s, r in self._rest if s is scoped]
+        else:
+            content_type = headers.get("content-type", "").lower()
+            if content_type.startswith(FORM_CONTENT_TYPE) or "Action" in dict(
+                wire_rest.query_pairs(query, strict=False)
+            ):
+                return None
+            candidates = self._rest
+        best: tuple[AwsService, wire_rest.Match] | None = None
+        for service, router in candidates:
+            found = router.match(method, path, query)
+            if found is not None and (best is None or found.rank > best[1].rank):
+                best = (service, found)
+        if best is not None:
+            return best
+        if scoped is not None:
+            return scoped, None
+        return None
 
     async def dispatch(
         self, method: str, target: str, headers: dict[str, str], body: bytes, request_id: str
@@ -380,13 +450,26 @@ class AwsHttpServer:
         region = credential.region if credential else DEFAULT_REGION
         access_key = credential.access_key if credential else None
         amz_target = headers.get("x-amz-target")
-        protocol = "json" if amz_target is not None else "query"
+        rest = self._rest_route(method, path, query, headers)
+        protocol = "json" if amz_target is not None else REST_JSON if rest is not None else "query"
         service: AwsService | None = None
         try:
-            if amz_target is not None:
+            if rest is not None:
+                service, found = rest
+                if self.auth is not None:
+                    access_key = self.auth.verify(method, target, headers, body)
+                if found is None:
+                    raise AwsError(
+                        "UnknownOperationException",
+                        f"No operation matches {method[:16]} {path[:128]}.",
+                        status=404,
+                    )
+                op = found.operation
+                params = wire_rest.decode_request(op, found.labels, query, headers, body)
+            elif amz_target is not None:
                 service = self._json_service(amz_target)
                 if service is None:
-                    service = self.services[0] if self.services else None
+                    service = self._fallback_service()
                     raise AwsError(
                         "UnknownOperationException", f"Unrecognized target: {amz_target[:128]}."
                     )
@@ -442,9 +525,9 @@ class AwsHttpServer:
         self, scope_service: str, action: str
     ) -> tuple[AwsService | None, OperationModel | None]:
         scoped = self._by_scope.get(scope_service)
-        if scoped is not None:
+        if scoped is not None and service_protocol(scoped) != REST_JSON:
             return scoped, operation(query_model(scoped.model_name), action)
-        for service in self.services:
+        for service in self._rpc:
             op = operation(query_model(service.model_name), action)
             if op is not None:
                 return service, op
@@ -453,6 +536,14 @@ class AwsHttpServer:
     async def _call(self, service: AwsService, op: OperationModel, req: AwsRequest) -> _Reply:
         try:
             output = await service.handle(req)
+            if req.protocol == REST_JSON:
+                reply = wire_rest.encode_response(op, output)
+                return _Reply(
+                    reply.status,
+                    reply.content_type,
+                    reply.body,
+                    [("x-amzn-requestid", req.request_id), *reply.headers],
+                )
             if req.protocol == "json":
                 body = wire_json.encode_response(op, output)
                 model = service_model(service.model_name)
@@ -487,6 +578,14 @@ class AwsHttpServer:
     ) -> _Reply:
         headers = [("x-amzn-requestid", request_id)]
         model_name = service.model_name if service is not None else None
+        if protocol == REST_JSON:
+            rest_model = service_model(model_name) if model_name is not None else None
+            status = err.status
+            if status == 400 and rest_model is not None:
+                status = error_http_status(rest_model, err.code) or status
+            headers.append(("x-amzn-ErrorType", err.code))
+            body = wire_rest.encode_error(rest_model, err.code, err.message)
+            return _Reply(status, wire_rest.CONTENT_TYPE, body, headers)
         code = query_error_code(model_name, err.code) if model_name else err.code
         if protocol == "json":
             if model_name is not None:

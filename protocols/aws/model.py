@@ -212,3 +212,12 @@ def xml_namespace(model: ServiceModel) -> str:
     if namespace:
         return str(namespace)
     return f"https://{model.endpoint_prefix}.amazonaws.com/doc/{model.api_version}/"
+
+
+def error_http_status(model: ServiceModel, code: str) -> int | None:
+    """The HTTP status the model gives the error shape ``code`` (``httpStatusCode``), if any."""
+    shape = error_shape(model, code)
+    if shape is None:
+        return None
+    status = shape.metadata.get("error", {}).get("httpStatusCode")
+    return int(status) if status else None

@@ -1,0 +1,151 @@
+"""PutEvents throughput with and without a running schema discoverer on the bus, in one run.
+
+Same load as bench_events.py: a bus with ``--rules`` rules (realistic patterns, every rule
+targets one SQS queue), ``--procs`` processes each looping PutEvents(10 entries) for
+``--duration`` seconds. The "discoverer" row adds a discoverer on the bus before the load: every
+event is also copied to the discoverer's queue and a worker of the node infers schemas from it
+while the load runs. A third row, "no targets", runs both modes against a bus with no rules (the
+discoverer's queue is then the only durable copy, so the publish is logged and fsynced because
+of it). Reported per row: events/s accepted, PutEvents latency p50 / p99, the ratio to the row
+without a discoverer, and for discoverer rows the discovered schemas and versions once the
+backlog drained (and how long the drain took after the load stopped).
+
+    python bench/bench_schemas.py [--duration 10] [--procs 4] [--rules 10] [--fsync always]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_events import client, producer, setup  # noqa: E402
+from bench_sqs import Polymq  # noqa: E402
+
+DRAIN_TIMEOUT_S = 120.0
+
+
+def discovered(schemas: Any, prefix: str) -> tuple[int, int]:
+    """(schemas, versions) in discovered-schemas whose name starts with ``prefix``."""
+    n = versions = 0
+    token: dict[str, Any] = {}
+    while True:
+        page = schemas.list_schemas(
+            RegistryName="discovered-schemas", SchemaNamePrefix=prefix, **token
+        )
+        for s in page["Schemas"]:
+            n += 1
+            versions += s["VersionCount"]
+        if "NextToken" not in page:
+            return n, versions
+        token = {"NextToken": page["NextToken"]}
+
+
+def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict) -> dict[str, Any]:
+    sqs = client("sqs", endpoint)
+    schemas = client("schemas", endpoint)
+    events = client("events", endpoint)
+    tag = f"{n_rules}-{'d' if with_discoverer else 'n'}-{int(time.time() * 1000) % 10**8}"
+    bus = f"bench-{tag}"
+    if n_rules:
+        url = sqs.create_queue(QueueName=f"bench-schemas-{tag}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        setup(endpoint, bus, n_rules, arn)
+    else:
+        events.create_event_bus(Name=bus)
+    did = None
+    if with_discoverer:
+        bus_arn = f"arn:aws:events:us-east-1:000000000000:event-bus/{bus}"
+        did = schemas.create_discoverer(SourceArn=bus_arn)["DiscovererId"]
+    out: Any = mp.Queue()
+    procs = [
+        mp.Process(target=producer, args=(endpoint, bus, max(n_rules, 30), i, opts, out))
+        for i in range(opts["procs"])
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=opts["duration"] + 120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    stopped = time.monotonic()
+    sent = sum(r["sent"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    lat = sorted(x for r in results for x in r["lat"])
+    row: dict[str, Any] = {
+        "rules": n_rules,
+        "discoverer": with_discoverer,
+        "rate": sent / elapsed,
+        "failed": sum(r["failed"] for r in results),
+        "p50": statistics.median(lat) * 1000 if lat else 0.0,
+        "p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else 0.0,
+        "schemas": None,
+        "versions": None,
+        "drain_s": None,
+    }
+    if did is not None:
+        # the backlog has drained when the schema count stays still for 2 s
+        last = (-1, -1)
+        still_since = time.monotonic()
+        while time.monotonic() - stopped < DRAIN_TIMEOUT_S:
+            now = discovered(schemas, "bench.src")
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= 2.0:
+                break
+            time.sleep(0.2)
+        row["schemas"], row["versions"] = last
+        row["drain_s"] = max(0.0, still_since - stopped)
+        schemas.delete_discoverer(DiscovererId=did)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--rules", type=int, default=10)
+    ap.add_argument("--fsync", default="always")
+    args = ap.parse_args()
+    opts = {"duration": args.duration, "procs": args.procs}
+    rows: list[dict[str, Any]] = []
+    server = Polymq(args.fsync)
+    try:
+        for n_rules in (args.rules, 0):
+            for with_discoverer in (False, True):
+                rows.append(run(server.endpoint, n_rules, with_discoverer, opts))
+    finally:
+        server.stop()
+    print(
+        f"PutEvents, {args.procs} processes x PutEvents(10), {args.duration:.0f} s, "
+        f"fsync {args.fsync}"
+    )
+    print(
+        f"{'rules':>6} {'discoverer':>10} {'events/s':>9} {'ratio':>6} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'failed':>6} {'schemas':>7} {'versions':>8} {'drain s':>7}"
+    )
+    base: dict[int, float] = {}
+    for r in rows:
+        if not r["discoverer"]:
+            base[r["rules"]] = r["rate"]
+        ratio = r["rate"] / base[r["rules"]] if base.get(r["rules"]) else 0.0
+        extra = (
+            f"{r['schemas']:>7} {r['versions']:>8} {r['drain_s']:>7.1f}"
+            if r["discoverer"]
+            else f"{'-':>7} {'-':>8} {'-':>7}"
+        )
+        label = "yes" if r["discoverer"] else "no"
+        print(
+            f"{r['rules']:>6} {label:>10} {r['rate']:>9,.0f} {ratio:>5.2f}x {r['p50']:>7.1f} "
+            f"{r['p99']:>7.1f} {r['failed']:>6} {extra}"
+        )
+
+
+if __name__ == "__main__":
+    main()
