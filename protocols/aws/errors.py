@@ -11,6 +11,11 @@ that are ``awsQueryCompatible``. ``sender_fault`` becomes ``Sender`` or ``Receiv
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from broker.adapters.errors import ServiceError
+
 
 class AwsError(Exception):
     def __init__(
@@ -49,3 +54,14 @@ def internal_failure() -> AwsError:
         status=500,
         sender_fault=False,
     )
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Turn an adapter's ``ServiceError`` into the ``AwsError`` the HTTP layer renders."""
+    try:
+        yield
+    except ServiceError as exc:
+        raise AwsError(
+            exc.code, exc.message, status=exc.status, sender_fault=exc.sender_fault
+        ) from None

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.adapters.errors import ServiceError
 from broker.adapters.events import EventsAdapter
-from protocols.aws.errors import AwsError
+from protocols.aws.errors import service_errors
 from protocols.aws.http import AwsRequest
 
 
@@ -21,9 +20,5 @@ class EventsService:
         self.adapter = adapter
 
     async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        try:
+        with service_errors():
             return await self.adapter.handle(req.action, req.params)
-        except ServiceError as exc:
-            raise AwsError(
-                exc.code, exc.message, status=exc.status, sender_fault=exc.sender_fault
-            ) from None

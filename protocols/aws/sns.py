@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.adapters.errors import ServiceError
 from broker.adapters.sns import Context, SnsAdapter
-from protocols.aws.errors import AwsError
+from protocols.aws.errors import service_errors
 from protocols.aws.http import AwsRequest
 
 
@@ -23,9 +22,5 @@ class SnsService:
 
     async def handle(self, req: AwsRequest) -> dict[str, Any]:
         ctx = Context(host=req.host, access_key=req.access_key, region=req.region)
-        try:
+        with service_errors():
             return await self.adapter.handle(req.action, req.params, ctx)
-        except ServiceError as exc:
-            raise AwsError(
-                exc.code, exc.message, status=exc.status, sender_fault=exc.sender_fault
-            ) from None
