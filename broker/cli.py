@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from broker import __version__, config, logs, runtime
+from broker import __version__, chaos, config, logs, runtime
 from broker.config import LISTENERS, Config, ConfigError
 from broker.node import Node, RecoveryError, cluster_peers
 from storage.log import LogError
@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--cluster-id", metavar="NAME", help="nodes refuse other cluster ids")
     _cluster_parser(sub)
+    chaos.add_parser(sub)
     return parser
 
 
@@ -534,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cluster":
         return _cluster_main(args)
+    if args.command == "chaos":
+        return chaos.main(args)
     if args.command != "serve":
         parser.print_help()
         return EXIT_USAGE
