@@ -3,14 +3,19 @@
 Same load as bench_events.py: a bus with ``--rules`` rules (realistic patterns, every rule
 targets one SQS queue), ``--procs`` processes each looping PutEvents(10 entries) for
 ``--duration`` seconds. The "discoverer" row adds a discoverer on the bus before the load: every
-event is also copied to the discoverer's queue and a worker of the node infers schemas from it
-while the load runs. A third row, "no targets", runs both modes against a bus with no rules (the
-discoverer's queue is then the only durable copy, so the publish is logged and fsynced because
-of it). Reported per row: events/s accepted, PutEvents latency p50 / p99, the ratio to the row
-without a discoverer, and for discoverer rows the discovered schemas and versions once the
-backlog drained (and how long the drain took after the load stopped).
+event is also copied to the discoverer's transient queue (memory only, never logged) and a
+worker of the node infers schemas from it while the load runs. A second pair of rows, "0
+rules", runs both modes against a bus with no rules (no durable target: PutEvents is not logged,
+with or without the discoverer). Each row runs ``--trials`` times, the rows of a trial one after
+the other, every other trial with the discoverer row first (so drift of the machine spreads over
+all rows); reported per row: the median events/s accepted over the trials, the ratio of the
+medians to the row without a discoverer, the median of the per-trial (paired) ratios and the
+lowest and highest of them, median PutEvents latency p50 / p99, and for discoverer rows
+the discovered schemas and versions once the backlog drained (and the longest drain after the
+load stopped).
 
-    python bench/bench_schemas.py [--duration 10] [--procs 4] [--rules 10] [--fsync always]
+    python bench/bench_schemas.py [--duration 10] [--procs 4] [--rules 10] [--trials 3]
+        [--fsync always]
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def discovered(schemas: Any, prefix: str) -> tuple[int, int]:
         token = {"NextToken": page["NextToken"]}
 
 
-def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict) -> dict[str, Any]:
+def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]) -> dict[str, Any]:
     sqs = client("sqs", endpoint)
     schemas = client("schemas", endpoint)
     events = client("events", endpoint)
@@ -111,40 +116,56 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--rules", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--fsync", default="always")
     args = ap.parse_args()
     opts = {"duration": args.duration, "procs": args.procs}
-    rows: list[dict[str, Any]] = []
+    keys = [(n, d) for n in (args.rules, 0) for d in (False, True)]
+    trials: dict[tuple[int, bool], list[dict[str, Any]]] = {k: [] for k in keys}
     server = Polymq(args.fsync)
     try:
-        for n_rules in (args.rules, 0):
-            for with_discoverer in (False, True):
-                rows.append(run(server.endpoint, n_rules, with_discoverer, opts))
+        for trial in range(args.trials):
+            # every other trial runs the discoverer row first: drift does not favour either
+            for n_rules in (args.rules, 0):
+                for with_discoverer in (trial % 2 == 1, trial % 2 == 0):
+                    row = run(server.endpoint, n_rules, with_discoverer, opts)
+                    trials[(n_rules, with_discoverer)].append(row)
     finally:
         server.stop()
     print(
         f"PutEvents, {args.procs} processes x PutEvents(10), {args.duration:.0f} s, "
-        f"fsync {args.fsync}"
+        f"fsync {args.fsync}, medians of {args.trials} trials"
     )
     print(
-        f"{'rules':>6} {'discoverer':>10} {'events/s':>9} {'ratio':>6} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'failed':>6} {'schemas':>7} {'versions':>8} {'drain s':>7}"
+        f"{'rules':>6} {'discoverer':>10} {'events/s':>9} {'ratio':>6} {'paired':>6} "
+        f"{'trials':>11} {'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'schemas':>7} {'versions':>8} "
+        f"{'drain s':>7}"
     )
-    base: dict[int, float] = {}
-    for r in rows:
-        if not r["discoverer"]:
-            base[r["rules"]] = r["rate"]
-        ratio = r["rate"] / base[r["rules"]] if base.get(r["rules"]) else 0.0
+    for n_rules, with_discoverer in keys:
+        rows = trials[(n_rules, with_discoverer)]
+        base = trials[(n_rules, False)]
+        rate = statistics.median(r["rate"] for r in rows)
+        ratio = rate / statistics.median(r["rate"] for r in base)
+        per_trial = [r["rate"] / b["rate"] for r, b in zip(rows, base, strict=True) if b["rate"]]
+        paired = statistics.median(per_trial) if per_trial else 0.0
+        spread = f"{min(per_trial):.2f}-{max(per_trial):.2f}" if per_trial else "-"
         extra = (
-            f"{r['schemas']:>7} {r['versions']:>8} {r['drain_s']:>7.1f}"
-            if r["discoverer"]
+            f"{rows[-1]['schemas']:>7} {rows[-1]['versions']:>8} "
+            f"{max(r['drain_s'] for r in rows):>7.1f}"
+            if with_discoverer
             else f"{'-':>7} {'-':>8} {'-':>7}"
         )
-        label = "yes" if r["discoverer"] else "no"
+        label = "yes" if with_discoverer else "no"
         print(
-            f"{r['rules']:>6} {label:>10} {r['rate']:>9,.0f} {ratio:>5.2f}x {r['p50']:>7.1f} "
-            f"{r['p99']:>7.1f} {r['failed']:>6} {extra}"
+            f"{n_rules:>6} {label:>10} {rate:>9,.0f} {ratio:>5.2f}x {paired:>5.2f}x {spread:>11} "
+            f"{statistics.median(r['p50'] for r in rows):>7.1f} "
+            f"{statistics.median(r['p99'] for r in rows):>7.1f} "
+            f"{sum(r['failed'] for r in rows):>6} {extra}"
         )
+    print("rates per trial (events/s):")
+    for n_rules, with_discoverer in keys:
+        rates = ", ".join(f"{r['rate']:,.0f}" for r in trials[(n_rules, with_discoverer)])
+        print(f"  {n_rules:>3} rules, discoverer {'yes' if with_discoverer else 'no':>3}: {rates}")
 
 
 if __name__ == "__main__":

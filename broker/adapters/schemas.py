@@ -12,13 +12,19 @@ small durable internal fanout exchange per object, its metadata in the argument 
   command, however many versions the schema has. At most ``VERSIONS_KEPT_MAX`` versions are
   kept (the oldest go), each at most ``CONTENT_CHARS_MAX`` characters.
 * discoverer ``<id>`` -> ``schemas-discoverer:<id>`` (source bus, state, description, tags,
-  cross-account flag) and, while STARTED, a durable queue ``schemas-discovery:<id>`` bound to
+  cross-account flag). While STARTED, the discoverer is fed by a transient queue
+  ``schemas-discovery:<id>`` of this node (not durable, not exclusive, never logged) bound to
   the bus exchange ``events:<bus>`` without a pattern (every event), capped at
-  ``DISCOVERY_BACKLOG_MAX`` messages (the oldest dropped: discovery samples). A worker task of
-  this adapter drains the queue in batches, infers a schema per (source, detail-type)
+  ``DISCOVERY_BACKLOG_MAX`` messages and ``DISCOVERY_BACKLOG_BYTES_MAX`` bytes (the oldest
+  dropped: discovery samples). The binding is transient too, so it never makes a PutEvents
+  logged: a publish is logged exactly when it reaches a durable target, as without a
+  discoverer, and the discovery copy is an in-memory enqueue. The queue and binding are
+  declared again when the adapter starts (and every ``RECONCILE_INTERVAL_S``); events put
+  while the node is down, or dropped from a full queue, are not sampled. A worker task of this
+  adapter drains the queue in batches (no acks), infers a schema per (source, detail-type)
   (``schemas_infer``), merges it with what was seen before and writes a new version of
-  ``<source>@<DetailType>`` in ``discovered-schemas`` only when the merged schema changed.
-  PutEvents pays one more queue copy, nothing else.
+  ``<source>@<DetailType>`` in ``discovered-schemas`` only when the merged schema changed (the
+  versions are durable; discovery goes on from the latest one after a restart).
 * account-wide resource policy (PutResourcePolicy without a registry) -> ``schemas-account``.
 
 Code bindings (``schemas_codegen``) are generated on request from the version's content; only
@@ -42,7 +48,7 @@ import trio
 from broker.adapters import schemas_codegen as codegen
 from broker.adapters import schemas_infer as infer
 from broker.adapters.errors import ServiceError
-from broker.api import COMPLETE, SERVICE_SESSION_BASE, Broker, BrokerError
+from broker.api import SERVICE_SESSION_BASE, Broker, BrokerError
 
 log = logging.getLogger("polymq.schemas")
 
@@ -74,15 +80,23 @@ DESCRIPTION_CHARS_MAX = 256
 POLICY_CHARS_MAX = 20_480
 LIST_LIMIT_MAX = 100
 DISCOVER_EVENTS_MAX = 10
-DISCOVERY_BATCH = 500
-#: a worker whose last read was not a full batch waits this long before the next one, so a
-#: busy bus costs a few reads and settles a second, not one per PutEvents
+#: events taken from a discoverer's queue per read (at most one read per interval)
+DISCOVERY_BATCH = 2_000
+#: the worker reads at most this often, so a busy bus costs a few reads a second whatever its
+#: rate (beyond ``DISCOVERY_BATCH`` per read the queue's bound drops the oldest)
 DISCOVERY_INTERVAL_S = 0.2
-#: events of one (source, detail-type) inferred per batch; the rest of the batch is skipped
-DISCOVERY_SAMPLE_PER_TYPE = 50
-DISCOVERY_LEASE_MS = 60_000
+#: events of one (source, detail-type) inferred per read; the rest of the read is skipped
+#: unparsed, so inference costs at most this many events per type per interval
+DISCOVERY_SAMPLE_PER_TYPE = 10
 DISCOVERY_IDLE_WAIT_S = 5.0
 DISCOVERY_BACKLOG_MAX = 10_000
+DISCOVERY_BACKLOG_BYTES_MAX = 32 * 1024 * 1024
+#: the feed of a discoverer: this node's memory only, bounded, the oldest dropped when full
+DISCOVERY_QUEUE_ARGS: dict[str, Any] = {
+    "x-max-length": DISCOVERY_BACKLOG_MAX,
+    "x-max-length-bytes": DISCOVERY_BACKLOG_BYTES_MAX,
+    "x-overflow": "drop-head",
+}
 DISCOVERY_EVENT_BYTES_MAX = 256 * 1024
 DISCOVERY_CACHE_MAX = 1_000
 RECONCILE_INTERVAL_S = 5.0
@@ -1072,16 +1086,17 @@ class SchemasAdapter:
         )
 
     async def _attach(self, meta: dict[str, Any]) -> None:
-        """Declare the discoverer's queue and bind it to its bus (when the bus exists), start
-        its worker."""
+        """Declare the discoverer's transient queue and bind it to its bus (when the bus
+        exists), start its worker."""
         bus, queue, rk, args = self._binding_spec(meta)
         if self.broker.exchange_info(bus, vhost=VHOST) is None:
             return
+        info = self.broker.queue_info(queue, vhost=VHOST)
+        if info is not None and (info["durable"] or info["exclusive"]):
+            # a durable feed left by an earlier release: replaced by the transient one
+            await self.broker.delete_queue(queue, vhost=VHOST)
         await self.broker.declare_queue(
-            queue,
-            vhost=VHOST,
-            durable=True,
-            arguments={"x-max-length": DISCOVERY_BACKLOG_MAX, "x-overflow": "drop-head"},
+            queue, vhost=VHOST, durable=False, arguments=DISCOVERY_QUEUE_ARGS
         )
         bound = any(
             b["destination"] == queue and b["routing_key"] == rk
@@ -1223,33 +1238,19 @@ class SchemasAdapter:
                     return
                 got: list[Any] = []
                 if counts[0]:
+                    # no_ack: the copies leave the queue as they are read, nothing to settle
                     got, _ = await self.broker.get(
-                        SCHEMAS_SESSION,
-                        queue,
-                        vhost=VHOST,
-                        max_n=DISCOVERY_BATCH,
-                        lease_ms=DISCOVERY_LEASE_MS,
+                        SCHEMAS_SESSION, queue, vhost=VHOST, max_n=DISCOVERY_BATCH, no_ack=True
                     )
                 if not got:
                     await self.broker.wait_ready(
                         queue, vhost=VHOST, timeout_s=DISCOVERY_IDLE_WAIT_S
                     )
                     continue
-                events = []
-                for _mid, _r, _c, _x, _rk, _props, body in got:
-                    if len(body) > DISCOVERY_EVENT_BYTES_MAX:
-                        continue
-                    try:
-                        events.append(json.loads(body))
-                    except ValueError:
-                        continue
-                try:
-                    await self.learn(events)
-                finally:
-                    await self.broker.settle(SCHEMAS_SESSION, [g[0] for g in got], COMPLETE)
+                events = _sample([g[6] for g in got])
+                await self.learn(events)
                 self.discovered_batches += 1
-                if len(got) < DISCOVERY_BATCH:
-                    await trio.sleep(DISCOVERY_INTERVAL_S)
+                await trio.sleep(DISCOVERY_INTERVAL_S)
         except BrokerError as exc:
             if exc.code != 404:
                 log.warning(
@@ -1331,6 +1332,25 @@ class SchemasAdapter:
                     return False
             await self._add_version(meta, "OpenApi3", content, now)
         return True
+
+
+def _sample(bodies: list[bytes]) -> list[Any]:
+    """The parsed events of one read that are inferred: at most ``DISCOVERY_SAMPLE_PER_TYPE``
+    per (source, detail-type), told from the top of the body without parsing the others."""
+    counts: dict[tuple[str, str] | None, int] = {}
+    events: list[Any] = []
+    for body in bodies:
+        if len(body) > DISCOVERY_EVENT_BYTES_MAX:
+            continue
+        keys = infer.body_keys(body)
+        n = counts[keys] = counts.get(keys, 0) + 1
+        if n > DISCOVERY_SAMPLE_PER_TYPE:
+            continue
+        try:
+            events.append(json.loads(body))
+        except ValueError:
+            continue
+    return events
 
 
 def _canon(tree: infer.Tree) -> str:

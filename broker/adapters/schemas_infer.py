@@ -307,6 +307,42 @@ def event_keys(event: Any) -> tuple[str, str] | None:
     return None
 
 
+_SOURCE_KEY = b'"source":'
+_DETAIL_TYPE_KEY = b'"detail-type":'
+#: how far into a body the envelope keys are looked for
+_KEYS_WITHIN = 2048
+
+
+def _string_after(body: bytes, key: bytes) -> str | None:
+    at = body.find(key, 0, _KEYS_WITHIN)
+    if at < 0:
+        return None
+    start = at + len(key)
+    if body[start : start + 1] != b'"':
+        return None
+    end = body.find(b'"', start + 1)
+    if end < 0:
+        return None
+    raw = body[start + 1 : end]
+    if b"\\" in raw:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def body_keys(body: bytes) -> tuple[str, str] | None:
+    """``(source, detail-type)`` read from the top of a compact JSON event without parsing it
+    (a bus's events put them before ``detail``); None when they are not found that way. Only
+    a hint for sampling: the event is parsed before anything is inferred from it."""
+    source = _string_after(body, _SOURCE_KEY)
+    detail_type = _string_after(body, _DETAIL_TYPE_KEY)
+    if source is None or detail_type is None:
+        return None
+    return source, detail_type
+
+
 def discover(events: list[Any]) -> Tree:
     """The OpenAPI 3 document inferred from sample events (GetDiscoveredSchema)."""
     tree: Tree | None = None

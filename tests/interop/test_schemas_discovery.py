@@ -2,7 +2,9 @@
 and writes the expected versions of ``<source>@<DetailType>`` in ``discovered-schemas`` (and
 none when nothing changed); code bindings of a discovered schema are generated, imported (and
 for TypeScript compiled, when the compiler can be installed) and used to round-trip a real
-event; registries, schemas and discoverers survive kill -9 and a restart."""
+event; registries, schemas and discoverers survive kill -9 and a restart. In process: the
+discoverer's feed is a transient queue that leaves PutEvents' logging as it was (logged only
+with a durable target, one command), and it is declared again after a restart."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from broker.adapters.events import EventsAdapter
+from broker.adapters.schemas import DISCOVERY_QUEUE_PREFIX, SchemasAdapter
+from broker.api import Broker
+from broker.config import Config
+from broker.node import Node
 from tests.interop import schemas_helpers
 from tests.interop.schemas_helpers import client, content, name, openapi, put, wait_versions
 from tests.polymq_process import own_sqs_polymq
@@ -345,9 +353,161 @@ def test_survives_kill9(tmp_path: Path) -> None:
             "Version": "2012-10-17"
         }
         assert sch.describe_discoverer(DiscovererId=did)["State"] == "STARTED"
-        # discovery goes on from the stored version after the restart
+        # discovery goes on from the stored version after the restart: the same shape adds
+        # nothing, an event without "a" makes it optional (merged with version 1)
         put(ev, bus, (source, "Thing", {"a": 2}))
-        put(ev, bus, (source, "Thing", {"a": 3, "b": "new"}))
+        marker = name("marker")
+        put(ev, bus, (marker, "Marker", {"m": 1}))
+        wait_versions(sch, f"{marker}@Marker", 1)
+        assert wait_versions(sch, f"{source}@Thing", 1) == ["1"]
+        put(ev, bus, (source, "Thing", {"b": "new"}))
         assert wait_versions(sch, f"{source}@Thing", 2) == ["1", "2"]
+        detail = content(sch, f"{source}@Thing", "2")["components"]["schemas"]["Thing"]
+        assert set(detail["properties"]) == {"a", "b"}
+        assert not detail.get("required")
     finally:
         broker.stop()
+
+
+# -- in process: the discoverer's feed and the log ------------------------------------------------
+
+TARGET_ARN = "arn:aws:sqs:us-east-1:000000000000:"
+
+
+class InProcess:
+    """A node with the EventBridge and schema registry adapters, driven by their actions."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.events = EventsAdapter(broker)
+        self.schemas = SchemasAdapter(broker)
+
+    @property
+    def logged(self) -> int:
+        return self.broker.node.commands_logged
+
+    async def put(self, bus: str, source: str, detail: dict[str, Any]) -> None:
+        entry = {
+            "Source": source,
+            "DetailType": "Thing",
+            "Detail": json.dumps(detail),
+            "EventBusName": bus,
+        }
+        reply = await self.events.handle("PutEvents", {"Entries": [entry]})
+        assert reply["FailedEntryCount"] == 0, reply
+
+    async def versions(self, schema: str, count: int) -> list[str]:
+        with trio.fail_after(10):
+            while True:
+                try:
+                    rows = await self.schemas.handle(
+                        "ListSchemaVersions",
+                        {"RegistryName": "discovered-schemas", "SchemaName": schema},
+                    )
+                    got = [r["SchemaVersion"] for r in rows["SchemaVersions"]]
+                except Exception:  # noqa: BLE001 - not there yet
+                    got = []
+                if len(got) >= count:
+                    return got
+                await trio.sleep(0.05)
+
+    async def logged_by_put(self, bus: str, source: str) -> int:
+        """Commands logged by one PutEvents of an already discovered shape."""
+        before = self.logged
+        await self.put(bus, source, {"n": 1})
+        return self.logged - before
+
+
+async def running(data_dir: Path, body: Any) -> None:
+    node = Node(Config(data_dir=str(data_dir)))
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            await nursery.start(node.run)
+        app = InProcess(Broker(node))
+        try:
+            await nursery.start(app.events.run)
+            await nursery.start(app.schemas.run)
+            await body(app)
+        finally:
+            node.stop()
+            with trio.fail_after(10):
+                await node.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+async def test_discovery_feed_is_transient_and_logs_nothing(tmp_path: Path) -> None:
+    buses = ("plain", "targets")
+
+    async def first(app: InProcess) -> None:
+        for bus in buses:
+            await app.events.handle("CreateEventBus", {"Name": bus})
+        await app.broker.declare_queue("target", durable=True)
+        await app.events.handle(
+            "PutRule",
+            {"Name": "r", "EventBusName": "targets", "EventPattern": json.dumps({"source": ["a"]})},
+        )
+        await app.events.handle(
+            "PutTargets",
+            {
+                "Rule": "r",
+                "EventBusName": "targets",
+                "Targets": [{"Id": "q", "Arn": TARGET_ARN + "target"}],
+            },
+        )
+        without = [await app.logged_by_put(bus, "a") for bus in buses]
+        assert without == [0, 1]
+        for bus in buses:
+            did = SchemasAdapter.discoverer_id(bus)
+            await app.schemas.handle(
+                "CreateDiscoverer",
+                {"SourceArn": f"arn:aws:events:us-east-1:000000000000:event-bus/{bus}"},
+            )
+            info = app.broker.queue_info(DISCOVERY_QUEUE_PREFIX + did)
+            assert info is not None and not info["durable"] and not info["exclusive"]
+            assert info["arguments"]["x-overflow"] == "drop-head"
+            await app.put(bus, "a", {"n": 0})
+        await app.versions("a@Thing", 1)
+        # with a running discoverer: exactly the same logging as without one
+        for _ in range(3):
+            assert [await app.logged_by_put(bus, "a") for bus in buses] == without
+        assert app.broker.queue_info("target")["messages_ready"] == 1 + 1 + 3  # type: ignore[index]
+
+    async def after_restart(app: InProcess) -> None:
+        # the discoverer is kept, its feed declared and bound again (transient, as before)
+        for bus in buses:
+            queue = DISCOVERY_QUEUE_PREFIX + SchemasAdapter.discoverer_id(bus)
+            info = app.broker.queue_info(queue)
+            assert info is not None and not info["durable"]
+            assert any(b["destination"] == queue for b in app.broker.bindings_from("events:" + bus))
+        assert await app.versions("a@Thing", 1) == ["1"]
+        await app.put("plain", "a", {"n": 2, "extra": "x"})
+        assert await app.versions("a@Thing", 2) == ["1", "2"]
+
+    await running(tmp_path, first)
+    await running(tmp_path, after_restart)
+
+
+async def test_durable_feed_of_an_earlier_release_is_replaced(tmp_path: Path) -> None:
+    queue = DISCOVERY_QUEUE_PREFIX + SchemasAdapter.discoverer_id("old")
+
+    async def first(app: InProcess) -> None:
+        await app.events.handle("CreateEventBus", {"Name": "old"})
+        await app.schemas.handle(
+            "CreateDiscoverer",
+            {"SourceArn": "arn:aws:events:us-east-1:000000000000:event-bus/old"},
+        )
+        # as an earlier release left it: a durable queue in the log
+        await app.broker.delete_queue(queue)
+        await app.broker.declare_queue(queue, durable=True)
+        await app.broker.bind("events:old", queue, "schemas/x")
+
+    async def after_restart(app: InProcess) -> None:
+        info = app.broker.queue_info(queue)
+        assert info is not None and not info["durable"]
+        before = app.logged
+        await app.put("old", "b", {"n": 1})
+        assert app.logged == before
+        assert await app.versions("b@Thing", 1) == ["1"]
+
+    await running(tmp_path, first)
+    await running(tmp_path, after_restart)

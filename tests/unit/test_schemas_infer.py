@@ -157,3 +157,15 @@ def test_typescript_bindings_text() -> None:
         '"OrderCreated": {\n        "at": "date"'
         in files["schema/my/app/ordercreated/Marshaller.ts"]
     )
+
+
+def test_body_keys() -> None:
+    body = json.dumps(event({"source": "inner", "detail-type": "x"}), separators=(",", ":"))
+    assert infer.body_keys(body.encode()) == ("my.app", "Order Created")
+    assert infer.body_keys(json.dumps(event({}, "caf\u00e9")).encode()) is None  # spaced, escaped
+    unicode = json.dumps(event({}, "caf\u00e9"), separators=(",", ":"), ensure_ascii=False)
+    assert infer.body_keys(unicode.encode()) == ("my.app", "caf\u00e9")
+    quoted = json.dumps(event({}, 'say "hi"'), separators=(",", ":"))
+    assert infer.body_keys(quoted.encode()) is None
+    assert infer.body_keys(b'{"detail":{}}') is None
+    assert infer.body_keys(b"not json") is None
