@@ -53,7 +53,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import trio
 
-from broker.adapters import events_http
+from broker.adapters import http_client
 from broker.adapters.errors import ServiceError
 from broker.adapters.events_schedule import RuleTimers, ScheduleError, parse_schedule
 from broker.api import COMPLETE, MODIFY, SERVICE_SESSION_BASE, Broker, BrokerError
@@ -1869,16 +1869,16 @@ class EventsAdapter:
         if method != "GET":
             body = urlencode([("grant_type", "client_credentials"), *body_pairs]).encode()
             headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-        resp = await events_http.request(
+        resp = await http_client.request(
             method, url, headers=headers, body=body, response_bytes_max=OAUTH_TOKEN_BYTES_MAX
         )
         if resp.status // 100 != 2:
-            raise events_http.HttpError(f"token endpoint answered {resp.status}")
+            raise http_client.HttpError(f"token endpoint answered {resp.status}")
         try:
             doc = json.loads(resp.body)
             token = str(doc["access_token"])
         except (ValueError, KeyError, TypeError):
-            raise events_http.HttpError("token endpoint answered no access_token") from None
+            raise http_client.HttpError("token endpoint answered no access_token") from None
         expires = doc.get("expires_in", OAUTH_EXPIRY_DEFAULT_S)
         return token, int(expires) if isinstance(expires, int | float) else OAUTH_EXPIRY_DEFAULT_S
 
@@ -1915,10 +1915,10 @@ class EventsAdapter:
         try:
             headers += await self._auth_headers(conn)
             method = str(dest["method"])
-            resp = await events_http.request(
+            resp = await http_client.request(
                 method, url, headers=headers, body=b"" if method in ("GET", "HEAD") else body
             )
-        except events_http.HttpError as exc:
+        except http_client.HttpError as exc:
             return True, "SDK_CLIENT_ERROR", str(exc)
         if resp.status // 100 == 2:
             return None

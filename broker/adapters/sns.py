@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import h11
 import trio
 
+from broker.adapters import http_client
 from broker.adapters.errors import ServiceError
+from broker.adapters.http_client import HttpError
 from broker.api import COMPLETE, D_BODY, D_ID, D_PROPS, Broker, BrokerError
 
 log = logging.getLogger("polymq.sns")
@@ -85,7 +86,6 @@ TOKEN_BYTES = 64
 HTTP_PREFETCH = 16
 HTTP_TIMEOUT_S = 15.0
 HTTP_RESPONSE_BYTES_MAX = 64 << 10
-HTTP_READ_BYTES = 16 << 10
 CONFIRMATION_ATTEMPTS = 3
 CONFIRMATION_RETRY_S = 1.0
 RETRIES_MAX = 100
@@ -276,10 +276,6 @@ class _Worker:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
-class HttpError(Exception):
-    pass
-
-
 async def http_post(
     url: str,
     headers: list[tuple[str, str]],
@@ -288,63 +284,18 @@ async def http_post(
     timeout_s: float = HTTP_TIMEOUT_S,
     ssl_context: ssl.SSLContext | None = None,
 ) -> int:
-    """POST ``body`` to ``url`` (http or https) and return the status code; the response body
-    is read up to ``HTTP_RESPONSE_BYTES_MAX`` and dropped. Raises ``HttpError`` for anything
-    that is not a response within ``timeout_s``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HttpError(f"not an http(s) URL: {url[:200]}")
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    try:
-        with trio.fail_after(timeout_s):
-            stream: trio.abc.Stream
-            if https:
-                stream = await trio.open_ssl_over_tcp_stream(
-                    parts.hostname, port, ssl_context=ssl_context or ssl.create_default_context()
-                )
-            else:
-                stream = await trio.open_tcp_stream(parts.hostname, port)
-            async with stream:
-                conn = h11.Connection(h11.CLIENT)
-                request = h11.Request(
-                    method="POST",
-                    target=target,
-                    headers=[
-                        ("host", parts.netloc),
-                        ("content-length", str(len(body))),
-                        ("connection", "close"),
-                        ("user-agent", USER_AGENT),
-                        *headers,
-                    ],
-                )
-                out = conn.send(request) or b""
-                out += conn.send(h11.Data(data=body)) or b""
-                out += conn.send(h11.EndOfMessage()) or b""
-                await stream.send_all(out)
-                status: int | None = None
-                size = 0
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        conn.receive_data(bytes(await stream.receive_some(HTTP_READ_BYTES)))
-                        continue
-                    if isinstance(event, h11.Response):
-                        status = event.status_code
-                    elif isinstance(event, h11.Data):
-                        size += len(event.data)
-                        if size > HTTP_RESPONSE_BYTES_MAX:
-                            break
-                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                        break
-                if status is None:
-                    raise HttpError("no response")
-                return status
-    except trio.TooSlowError:
-        raise HttpError(f"no response within {timeout_s} s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
-        raise HttpError(str(exc) or type(exc).__name__) from None
+    """POST ``body`` to ``url`` (http or https) and return the status code. Raises
+    ``HttpError`` for anything that is not a response within ``timeout_s``."""
+    resp = await http_client.request(
+        "POST",
+        url,
+        headers=[("User-Agent", USER_AGENT), *headers],
+        body=body,
+        timeout_s=timeout_s,
+        response_bytes_max=HTTP_RESPONSE_BYTES_MAX,
+        ssl_context=ssl_context,
+    )
+    return resp.status
 
 
 class _Sink:

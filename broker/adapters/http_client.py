@@ -1,6 +1,7 @@
-"""A small HTTP/1.1 client on h11 over trio, for EventBridge API destinations and OAuth token
-endpoints: one request per connection (``Connection: close``), bounded response size, one
-timeout over connect + send + receive. ``https`` URLs use the system's trust store."""
+"""A small HTTP/1.1 client on h11 over trio, for the adapters' outbound calls (SNS http/https
+subscriptions, EventBridge API destinations and OAuth token endpoints): one request per
+connection (``Connection: close``), bounded response size, one timeout over connect + send +
+receive. ``https`` URLs use the system's trust store unless a context is given."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ async def request(
     body: bytes = b"",
     timeout_s: float = REQUEST_TIMEOUT_S,
     response_bytes_max: int = RESPONSE_BYTES_MAX,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResponse:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -67,7 +69,7 @@ async def request(
         try:
             return await _exchange(
                 parts.scheme, parts.hostname, port, method, target, out_headers, body,
-                response_bytes_max,
+                response_bytes_max, ssl_context or _tls(),
             )  # fmt: skip
         except (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError) as exc:
             raise HttpError(f"{type(exc).__name__}: {exc}") from None
@@ -84,10 +86,11 @@ async def _exchange(
     headers: list[tuple[str, str]],
     body: bytes,
     response_bytes_max: int,
+    ssl_context: ssl.SSLContext,
 ) -> HttpResponse:
     stream: trio.abc.Stream = await trio.open_tcp_stream(hostname, port)
     if scheme == "https":
-        tls = trio.SSLStream(stream, _tls(), server_hostname=hostname)
+        tls = trio.SSLStream(stream, ssl_context, server_hostname=hostname)
         await tls.do_handshake()
         stream = tls
     async with stream:
