@@ -27,171 +27,27 @@ the output bound are those of ``io.py``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
 
-import h11
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from protocols._server import Wire
+from protocols._websocket import Handshake, HandshakeRefused, Upgrade, refusal_response
 from protocols.mqtt.io import IOLimits, process_bytes, service
 from protocols.mqtt.processor import CLOSED, MQTTConnection, MQTTHub
 
 log = logging.getLogger("polymq.mqtt")
 
-HANDSHAKE_BYTES_MAX = 16 << 10
-# Preferred first: a client offering both gets "mqtt".
-SUBPROTOCOLS = ("mqtt", "mqttv3.1")
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_REASONS = {
-    400: "Bad Request",
-    426: "Upgrade Required",
-    431: "Request Header Fields Too Large",
-}
-
-
-class HandshakeRefused(Exception):
-    def __init__(self, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-        self.headers = headers
-
-
-class Upgrade:
-    """An accepted upgrade request: the response to send and the bytes read past the request."""
-
-    def __init__(self, response: bytes, subprotocol: str, path: str, trailing: bytes) -> None:
-        self.response = response
-        self.subprotocol = subprotocol
-        self.path = path
-        self.trailing = trailing
-
-
-def accept_token(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest())
-
-
-def select_subprotocol(offered: list[str]) -> str | None:
-    lowered = {p.lower(): p for p in offered}
-    for name in SUBPROTOCOLS:
-        if name in lowered:
-            return lowered[name]  # echoed as the client spelled it
-    return None
-
-
-def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[str]:
-    out: list[str] = []
-    for key, value in headers:
-        if key == name:
-            out += [t.strip() for t in value.decode("latin-1").split(",") if t.strip()]
-    return out
-
-
-def check_request(request: h11.Request) -> tuple[str, str]:
-    """Validate an upgrade request; returns (subprotocol, path) or raises HandshakeRefused."""
-    headers = [(k.lower(), v) for k, v in request.headers]
-    if request.method != b"GET":
-        raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request")
-    if request.http_version < b"1.1":
-        raise HandshakeRefused(400, "a WebSocket upgrade needs HTTP/1.1")
-    upgrade = [t.lower() for t in _tokens(headers, b"upgrade")]
-    connection = [t.lower() for t in _tokens(headers, b"connection")]
-    if "websocket" not in upgrade or "upgrade" not in connection:
-        raise HandshakeRefused(
-            426,
-            "this port serves MQTT over WebSocket only: send a WebSocket upgrade request",
-            (("Upgrade", "websocket"),),
-        )
-    versions = _tokens(headers, b"sec-websocket-version")
-    if versions != ["13"]:
-        raise HandshakeRefused(
-            426, "unsupported Sec-WebSocket-Version (13 is)", (("Sec-WebSocket-Version", "13"),)
-        )
-    keys = [v for k, v in headers if k == b"sec-websocket-key"]
-    try:
-        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0].strip(), validate=True)) == 16
-    except (binascii.Error, ValueError):
-        valid_key = False
-    if not valid_key:
-        raise HandshakeRefused(400, "missing or invalid Sec-WebSocket-Key")
-    offered = _tokens(headers, b"sec-websocket-protocol")
-    chosen = select_subprotocol(offered)
-    if chosen is None:
-        raise HandshakeRefused(
-            400,
-            "the client must offer the WebSocket subprotocol 'mqtt' (or 'mqttv3.1'); "
-            f"offered: {', '.join(offered) or 'none'}",
-        )
-    return chosen, request.target.decode("latin-1")
-
-
-def upgrade_response(key: bytes, subprotocol: str) -> bytes:
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\n"
-        b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_token(key.strip()) + b"\r\n"
-        b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n\r\n"
-    )
-
-
-def refusal_response(refused: HandshakeRefused) -> bytes:
-    body = (refused.text + "\n").encode("utf-8")
-    lines = [f"HTTP/1.1 {refused.status} {_REASONS.get(refused.status, 'Error')}"]
-    lines += [f"{name}: {value}" for name, value in refused.headers]
-    lines += [
-        "Connection: close",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}",
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-async def read_upgrade(stream: trio.abc.Stream) -> Upgrade | None:
-    """Read one upgrade request. None when the client went away first; HandshakeRefused when
-    it must be answered with an HTTP error."""
-    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=HANDSHAKE_BYTES_MAX)
-    request: h11.Request | None = None
-    received = 0
-    while True:
-        try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            text = (
-                f"request headers over {HANDSHAKE_BYTES_MAX} bytes"
-                if status == 431
-                else f"malformed HTTP request: {exc}"
-            )
-            raise HandshakeRefused(status, text) from None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(HANDSHAKE_BYTES_MAX)
-            received += len(data)
-            parser.receive_data(bytes(data))
-            if not data and request is None:
-                return None
-            continue
-        if isinstance(event, h11.Request):
-            # h11 bounds only a request still incomplete; one that arrived whole is measured
-            if received - len(parser.trailing_data[0]) > HANDSHAKE_BYTES_MAX:
-                raise HandshakeRefused(431, f"request headers over {HANDSHAKE_BYTES_MAX} bytes")
-            request = event
-        elif isinstance(event, h11.Data):
-            raise HandshakeRefused(400, "a WebSocket upgrade request has no body")
-        elif isinstance(event, h11.EndOfMessage) and request is not None:
-            subprotocol, path = check_request(request)
-            key = next(v for k, v in request.headers if k.lower() == b"sec-websocket-key")
-            return Upgrade(
-                upgrade_response(key, subprotocol), subprotocol, path, parser.trailing_data[0]
-            )
-        else:  # ConnectionClosed or PAUSED before a whole request
-            return None
+#: Preferred first: a client offering both gets "mqtt"; offering neither is refused
+#: ([MQTT-6.0.0-3]: the client MUST offer ``mqtt``), as RabbitMQ's Web MQTT does.
+HANDSHAKE = Handshake(
+    "MQTT",
+    ("mqtt", "mqttv3.1"),
+    "the client must offer the WebSocket subprotocol 'mqtt' (or 'mqttv3.1')",
+)
 
 
 class _WSWire(Wire):
@@ -215,7 +71,7 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
     upgrade: Upgrade | None = None
     with trio.move_on_after(limits.connect_timeout_s):
         try:
-            upgrade = await read_upgrade(stream)
+            upgrade = await HANDSHAKE.read_upgrade(stream)
         except HandshakeRefused as refused:
             log.info(
                 "mqtt websocket handshake refused",

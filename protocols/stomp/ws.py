@@ -1,7 +1,7 @@
 """STOMP over WebSocket: one connection on the ``stomp_ws`` listener (RabbitMQ Web STOMP's
 port 15674 by default), served like a TCP STOMP connection by the same ``StompConnection``.
 
-The upgrade is done as for MQTT over WebSocket (``protocols/mqtt/ws.py``): the request is parsed
+The upgrade is shared with MQTT over WebSocket (``protocols/_websocket.py``): the request is parsed
 with h11 (headers bounded by ``HANDSHAKE_BYTES_MAX``, else 431), frames by wsproto's sans-IO
 ``Connection``, bytes a client sends right behind its upgrade request are kept, and any request
 path is accepted (clients use ``/ws`` or ``/stomp``).
@@ -31,11 +31,8 @@ CONNECT timeout, heart-beats (counted on data messages) and the output bound are
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
-import h11
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
@@ -43,122 +40,16 @@ from wsproto.frame_protocol import CloseReason
 
 from broker.api import Broker
 from protocols._server import Wire
-from protocols.mqtt.ws import (
-    HANDSHAKE_BYTES_MAX,
-    HandshakeRefused,
-    Upgrade,
-    accept_token,
-    refusal_response,
-)
+from protocols._websocket import Handshake, HandshakeRefused, Upgrade, refusal_response
 from protocols.stomp import codec
 from protocols.stomp.io import IOLimits, _heartbeats, process_bytes
 from protocols.stomp.processor import CLOSED, StompConnection, StompSettings
 
 log = logging.getLogger("polymq.stomp")
 
-# Preferred first: a client offering several gets the highest STOMP version.
-SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
-
-
-def select_subprotocol(offered: list[str]) -> str | None:
-    lowered = {p.lower(): p for p in offered}
-    for name in SUBPROTOCOLS:
-        if name in lowered:
-            return lowered[name]  # echoed as the client spelled it
-    return None
-
-
-def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[str]:
-    out: list[str] = []
-    for key, value in headers:
-        if key == name:
-            out += [t.strip() for t in value.decode("latin-1").split(",") if t.strip()]
-    return out
-
-
-def check_request(request: h11.Request) -> tuple[str | None, str]:
-    """Validate an upgrade request; returns (subprotocol or None, path) or raises
-    HandshakeRefused."""
-    headers = [(k.lower(), v) for k, v in request.headers]
-    if request.method != b"GET":
-        raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request")
-    if request.http_version < b"1.1":
-        raise HandshakeRefused(400, "a WebSocket upgrade needs HTTP/1.1")
-    upgrade = [t.lower() for t in _tokens(headers, b"upgrade")]
-    connection = [t.lower() for t in _tokens(headers, b"connection")]
-    if "websocket" not in upgrade or "upgrade" not in connection:
-        raise HandshakeRefused(
-            426,
-            "this port serves STOMP over WebSocket only: send a WebSocket upgrade request",
-            (("Upgrade", "websocket"),),
-        )
-    versions = _tokens(headers, b"sec-websocket-version")
-    if versions != ["13"]:
-        raise HandshakeRefused(
-            426, "unsupported Sec-WebSocket-Version (13 is)", (("Sec-WebSocket-Version", "13"),)
-        )
-    keys = [v for k, v in headers if k == b"sec-websocket-key"]
-    try:
-        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0].strip(), validate=True)) == 16
-    except (binascii.Error, ValueError):
-        valid_key = False
-    if not valid_key:
-        raise HandshakeRefused(400, "missing or invalid Sec-WebSocket-Key")
-    chosen = select_subprotocol(_tokens(headers, b"sec-websocket-protocol"))
-    return chosen, request.target.decode("latin-1")
-
-
-def upgrade_response(key: bytes, subprotocol: str | None) -> bytes:
-    lines = (
-        b"HTTP/1.1 101 Switching Protocols\r\n"
-        b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_token(key.strip()) + b"\r\n"
-    )
-    if subprotocol is not None:
-        lines += b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n"
-    return lines + b"\r\n"
-
-
-async def read_upgrade(stream: trio.abc.Stream) -> Upgrade | None:
-    """Read one upgrade request. None when the client went away first; HandshakeRefused when
-    it must be answered with an HTTP error."""
-    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=HANDSHAKE_BYTES_MAX)
-    request: h11.Request | None = None
-    received = 0
-    while True:
-        try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            text = (
-                f"request headers over {HANDSHAKE_BYTES_MAX} bytes"
-                if status == 431
-                else f"malformed HTTP request: {exc}"
-            )
-            raise HandshakeRefused(status, text) from None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(HANDSHAKE_BYTES_MAX)
-            received += len(data)
-            parser.receive_data(bytes(data))
-            if not data and request is None:
-                return None
-            continue
-        if isinstance(event, h11.Request):
-            # h11 bounds only a request still incomplete; one that arrived whole is measured
-            if received - len(parser.trailing_data[0]) > HANDSHAKE_BYTES_MAX:
-                raise HandshakeRefused(431, f"request headers over {HANDSHAKE_BYTES_MAX} bytes")
-            request = event
-        elif isinstance(event, h11.Data):
-            raise HandshakeRefused(400, "a WebSocket upgrade request has no body")
-        elif isinstance(event, h11.EndOfMessage) and request is not None:
-            subprotocol, path = check_request(request)
-            key = next(v for k, v in request.headers if k.lower() == b"sec-websocket-key")
-            return Upgrade(
-                upgrade_response(key, subprotocol), subprotocol or "", path, parser.trailing_data[0]
-            )
-        else:  # ConnectionClosed or PAUSED before a whole request
-            return None
+#: Preferred first: a client offering several gets the highest STOMP version; one offering none
+#: is accepted without a subprotocol, as RabbitMQ's Web STOMP does.
+HANDSHAKE = Handshake("STOMP", ("v12.stomp", "v11.stomp", "v10.stomp", "stomp"), None)
 
 
 class _WSWire(Wire):
@@ -185,7 +76,7 @@ async def handle(
     upgrade: Upgrade | None = None
     with trio.move_on_after(limits.connect_timeout_s):
         try:
-            upgrade = await read_upgrade(stream)
+            upgrade = await HANDSHAKE.read_upgrade(stream)
         except HandshakeRefused as refused:
             log.info(
                 "stomp websocket handshake refused",
