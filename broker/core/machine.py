@@ -201,6 +201,8 @@ class Machine:
         self._out: dict[Consumer, list[Delivery]] = {}
         self._dirty: dict[Queue, None] = {}
         self._enq_info: tuple[Any, ...] | None = None
+        #: (props, body, {pattern group: parsed event}) of the last message routed by rules
+        self._event_cache: tuple[Any, bytes, dict[tuple[str, str], Any]] | None = None
         self._handlers: dict[int, Callable[[list[Any]], Any]] = {
             C.DECLARE_EXCHANGE: self._declare_exchange,
             C.DELETE_EXCHANGE: self._delete_exchange_cmd,
@@ -976,6 +978,19 @@ class Machine:
         except (ValueError, TypeError, IndexError, AttributeError):
             return None
 
+    def _parsed_event(self, group: tuple[str, str], props: dict[str, Any], body: bytes) -> Any:
+        """``_rule_event`` of the message last asked about, parsed once: the leader routes a
+        message once to decide whether it needs the log (``split_publish``) and again to apply
+        it. Keyed by the identity of the message's (immutable) body and properties, which the
+        cache holds, so a key is never reused."""
+        cache = self._event_cache
+        if cache is None or cache[0] is not props or cache[1] is not body:
+            cache = self._event_cache = (props, body, {})
+        events = cache[2]
+        if group not in events:
+            events[group] = self._rule_event(group, props, body)
+        return events[group]
+
     def _rule_matches(
         self, x: Exchange, props: dict[str, Any], body: bytes, durable_only: bool
     ) -> list[Binding]:
@@ -986,7 +1001,7 @@ class Machine:
         for group, rs in x.rule_sets.items():
             if not len(rs):
                 continue
-            event = self._rule_event(group, props, body)
+            event = self._parsed_event(group, props, body)
             if event is None:
                 continue
             for key in rs.match(event):
