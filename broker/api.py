@@ -13,9 +13,11 @@ sink in batches, one call per consumer per apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import trio
 
 from broker.core import commands as C
 from broker.core.model import LOCAL_ID_BASE, SERVICE_SESSION_BASE, CoreError
@@ -45,6 +47,9 @@ __all__ = [
     "SERVICE_SESSION_BASE",
     "SessionSink",
 ]
+
+#: pause before ``run_while_leading`` starts again a function that returned
+RESTART_WHILE_LEADING_S = 1.0
 
 # Settle operations, one vocabulary for every front end.
 COMPLETE = C.SETTLE_COMPLETE
@@ -100,6 +105,34 @@ def _check(reply: Any) -> Any:
 class Broker:
     def __init__(self, node: Node) -> None:
         self.node = node
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    def leading(self) -> bool:
+        """True where work that must happen once per cluster runs: always on a single node,
+        on the leader in a cluster (see ``run_while_leading``)."""
+        return self.node.leading
+
+    async def run_while_leading(self, fn: Callable[[], Awaitable[Any]]) -> NoReturn:
+        """Run ``fn()`` whenever this node leads; cancel it when leadership moves away, and
+        start it again when it comes back. On a single node ``fn`` runs at once (and again,
+        ``RESTART_WHILE_LEADING_S`` later, if it returns). Background work of the adapters
+        (schedules, delivery workers, executions) goes through here so a cluster does it once,
+        on the node whose state is current; what it reads and writes goes through the log, so
+        a new leader carries on."""
+        node = self.node
+        while True:
+            await node.wait_leading(True)
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    await node.wait_leading(False)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
+                await fn()
+                nursery.cancel_scope.cancel()
+            await trio.sleep(RESTART_WHILE_LEADING_S)
 
     # -- sessions ------------------------------------------------------------------------------
 

@@ -138,6 +138,12 @@ class Cluster:
         # commands waiting for a leader (follower): ticket -> command bytes, oldest first
         self._outbox: dict[int, bytes] = {}
         self._inflight: dict[int, bytes] = {}  # forwarded, not applied yet
+        # the term each in-flight ticket was proposed in (the leader proposes a forwarded
+        # command only in the term the follower named), oldest first
+        self._inflight_terms: dict[int, int] = {}
+        #: the term of the last entry applied here (no-ops included)
+        self.applied_term = 0
+        self._leading = False
         self._deadlines: deque[tuple[float, int]] = deque()
         self._next_ticket = 1
         self._downed: set[int] = set()  # sessions a SESSION_DOWN was submitted for
@@ -151,7 +157,13 @@ class Cluster:
         self._hs_lock = trio.Lock()  # one hard state save at a time (they share a temp file)
         #: set once a leader is known and everything it had committed is applied here
         self.ready = trio.Event()
-        self._stats = {"readies": 0, "entries_persisted": 0, "proposals": 0, "forwarded": 0}
+        self._stats = {
+            "readies": 0,
+            "entries_persisted": 0,
+            "proposals": 0,
+            "forwarded": 0,
+            "resent": 0,
+        }
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -259,6 +271,7 @@ class Cluster:
             self._props.append(self._entry(self.number, self.incarnation, ticket, data))
             self._prop_origins.append((None, ticket))
             self._inflight[ticket] = data
+            self._inflight_terms[ticket] = self.term
         else:
             self._outbox[ticket] = data
         self._kick()
@@ -280,6 +293,43 @@ class Cluster:
         """The ticket was answered (applied or timed out)."""
         self._outbox.pop(ticket, None)
         self._inflight.pop(ticket, None)
+        self._inflight_terms.pop(ticket, None)
+
+    def note_applied_term(self, term: int) -> None:
+        """Called after applying entries up to one of ``term``. A command proposed in an older
+        term and not applied by now was never committed, and never will be: every entry after
+        one of ``term`` has a term at least ``term`` (log matching), and the leader proposes a
+        forwarded command only in the term it was forwarded in. So it is sent again, to the
+        current leader, at once: no duplicate, and a publisher whose follower had forwarded to
+        a dead leader gets its confirm as soon as the new leader commits, not at the propose
+        timeout."""
+        if term <= self.applied_term:
+            return
+        self.applied_term = term
+        lost = [t for t, sent in self._inflight_terms.items() if sent < term]
+        if lost:
+            for ticket in lost:
+                del self._inflight_terms[ticket]
+                data = self._inflight.pop(ticket, None)
+                if data is not None:
+                    self._outbox[ticket] = data
+            self._outbox = dict(sorted(self._outbox.items()))
+            self._stats["resent"] += len(lost)
+            log.info("resending commands of an earlier term", extra={"commands": len(lost)})
+            self._kick()
+        self._note_leading()
+
+    @property
+    def leading(self) -> bool:
+        """Leader with every entry of its own term's start applied: the node whose state is
+        current, which runs the cluster's background work (``Node.leading``)."""
+        return self.role == Role.LEADER and self.applied_term == self.term
+
+    def _note_leading(self) -> None:
+        leading = self.leading
+        if leading != self._leading:
+            self._leading = leading
+            self.node.leading_changed()
 
     def _kick(self) -> None:
         self._wakeup.set()
@@ -301,9 +351,11 @@ class Cluster:
             log.warning("bad cluster frame", extra={"peer": peer, "error": str(exc)})
             return
         if kind == KIND_FORWARD:
-            incarnation, items = obj
+            incarnation, term, items = obj
             origin = self.numbers[peer]
-            if self.role != Role.LEADER:
+            if self.role != Role.LEADER or term != self.term:
+                # Proposing only in the term the follower forwarded in lets it tell, from the
+                # terms it applies, a command that can no longer commit (note_applied_term).
                 self._nack(peer, "not the leader", [t for t, _ in items])
                 return
             for ticket, cmd_bytes in items:
@@ -315,8 +367,10 @@ class Cluster:
             _reason, tickets = obj
             for ticket in tickets:
                 data = self._inflight.pop(ticket, None)
+                self._inflight_terms.pop(ticket, None)
                 if data is not None:
                     self._outbox[ticket] = data
+            self._outbox = dict(sorted(self._outbox.items()))
             self._kick()
 
     def _nack(self, peer: str, reason: str, tickets: list[int]) -> None:
@@ -396,14 +450,16 @@ class Cluster:
                     self._props.append(self._entry(self.number, self.incarnation, ticket, data))
                     self._prop_origins.append((None, ticket))
                     self._inflight[ticket] = data
+                    self._inflight_terms[ticket] = self.term
                 self._outbox.clear()
             elif self.leader is not None and self.transport.connected(self.leader):
                 items = list(self._outbox.items())[:FORWARD_BATCH_COMMANDS_MAX]
-                body = msgpack.packb([self.incarnation, items], use_bin_type=True)
+                body = msgpack.packb([self.incarnation, self.term, items], use_bin_type=True)
                 if self.transport.send(self.leader, KIND_FORWARD, body):
                     for ticket, data in items:
                         del self._outbox[ticket]
                         self._inflight[ticket] = data
+                        self._inflight_terms[ticket] = self.term
         if self._props:
             props, origins = self._props, self._prop_origins
             self._props, self._prop_origins = [], []
@@ -416,6 +472,7 @@ class Cluster:
                 for peer, ticket in origins:
                     if peer is None:
                         held = self._inflight.pop(ticket, None)
+                        self._inflight_terms.pop(ticket, None)
                         if held is not None:
                             self._outbox[ticket] = held
                     else:
@@ -436,6 +493,7 @@ class Cluster:
             if was_leader and self.role != Role.LEADER:
                 self._downed.clear()
             self._role_changed.set()
+            self._note_leading()
 
     async def _drive(self) -> None:
         core = self.core
@@ -503,6 +561,10 @@ class Cluster:
         machine = Machine.restore(snap.data)
         machine.set_replicated()
         node.install_machine(machine, snap.index)
+        # Whether the snapshot holds a command in flight cannot be told: those are left to
+        # the propose timeout, never sent again (that could apply them twice).
+        self._inflight_terms.clear()
+        self.note_applied_term(snap.term)
         log.info("snapshot installed", extra={"index": snap.index, "bytes": len(snap.data)})
 
     async def _take_snapshot(self) -> None:
@@ -653,6 +715,10 @@ def apply_entries(node: Node, entries: tuple[Entry, ...]) -> None:
     cluster = node.cluster
     assert cluster is not None
     me, inc = cluster.number, cluster.incarnation
+    if entries:
+        # entries of one batch: the last has the highest term; resending waits until after
+        # the batch so a ticket applied in it is not sent again
+        term = entries[-1].term
     for e in entries:
         if not e.data:
             node.applied_index = e.index  # a new leader's no-op
@@ -669,3 +735,5 @@ def apply_entries(node: Node, entries: tuple[Entry, ...]) -> None:
         if origin == me and incarnation == inc:
             cluster.forget(ticket)
             node.cluster_done(ticket, reply)
+    if entries:
+        cluster.note_applied_term(term)

@@ -158,6 +158,7 @@ class Node:
         self.commands_local = 0
         #: long-polling waiters: (vhost, queue) -> (event, ready/unacked counts when they began)
         self._ready_watch: dict[tuple[str, str], tuple[trio.Event, tuple[int, int, int]]] = {}
+        self._leading_changed = trio.Event()
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -323,6 +324,24 @@ class Node:
         while self._pipeline:
             await self._committer.wait_commit_beyond(self.applied_index)
             self._apply_ready(self._committer.commit_index)
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this node runs the work that must run once per cluster (timers of the AWS
+        APIs, delivery workers, executions): a single node always; in a cluster the leader,
+        once it has applied the start of its term."""
+        return self.cluster is None or self.cluster.leading
+
+    def leading_changed(self) -> None:
+        self._leading_changed.set()
+        self._leading_changed = trio.Event()
+
+    async def wait_leading(self, leading: bool = True) -> None:
+        """Return once ``self.leading == leading``."""
+        while self.leading != leading:
+            await self._leading_changed.wait()
 
     # -- sessions ------------------------------------------------------------------------------
 
