@@ -40,6 +40,7 @@ __all__ = [
     "REQUEUE",
     "Broker",
     "BrokerError",
+    "LeaderUnavailable",
     "Message",
     "Pending",
     "PublishResult",
@@ -47,6 +48,16 @@ __all__ = [
     "SERVICE_SESSION_BASE",
     "SessionSink",
 ]
+
+
+class LeaderUnavailable(Exception):
+    """``Broker.call_leader`` could not get an answer. ``served`` False: the leader certainly
+    did not run the request (retrying is safe); True: it may have."""
+
+    def __init__(self, text: str, *, served: bool) -> None:
+        super().__init__(text)
+        self.served = served
+
 
 #: pause before ``run_while_leading`` starts again a function that returned
 RESTART_WHILE_LEADING_S = 1.0
@@ -133,6 +144,29 @@ class Broker:
                 await fn()
                 nursery.cancel_scope.cancel()
             await trio.sleep(RESTART_WHILE_LEADING_S)
+
+    @property
+    def clustered(self) -> bool:
+        return self.node.cluster is not None
+
+    def serve_for_followers(
+        self, service: str, handler: Callable[[bytes], Awaitable[bytes]]
+    ) -> None:
+        """Cluster mode: serve ``service`` requests other nodes send with ``call_leader``
+        while this node leads."""
+        assert self.node.cluster is not None
+        self.node.cluster.serve_rpc(service, handler)
+
+    async def call_leader(self, service: str, payload: bytes, *, timeout_s: float) -> bytes:
+        """Cluster mode: run ``service``'s handler on the leader with ``payload``; raises
+        ``LeaderUnavailable``."""
+        from broker.cluster import RpcUnavailable
+
+        assert self.node.cluster is not None
+        try:
+            return await self.node.cluster.call_leader(service, payload, timeout_s)
+        except RpcUnavailable as exc:
+            raise LeaderUnavailable(str(exc), served=exc.served) from None
 
     # -- sessions ------------------------------------------------------------------------------
 

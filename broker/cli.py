@@ -200,8 +200,10 @@ async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListen
     from broker.adapters.sns import SnsAdapter
     from broker.adapters.sqs import SqsAdapter, SqsSettings
     from broker.api import Broker
+    from protocols.aws import route as aws_route
     from protocols.aws.events import EventsService
     from protocols.aws.http import AwsHttpServer, AwsService, HttpLimits
+    from protocols.aws.route import LeaderRoute
     from protocols.aws.schemas import SchemasService
     from protocols.aws.sigv4 import SigV4Verifier
     from protocols.aws.sns import SnsService
@@ -225,11 +227,35 @@ async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListen
         SchemasService(schemas),
     ]
     server = AwsHttpServer(services, limits, auth=auth)
+    # Started in this order (later adapters may call earlier ones).
+    adapters: list[Any] = [sqs, sns, events, schemas]
+
+    async def run_adapters(
+        route: LeaderRoute | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as inner:
+            for adapter in adapters:
+                await inner.start(adapter.run)
+            task_status.started()
+            if route is None:
+                await trio.sleep_forever()
+            route.running = True
+            try:
+                await trio.sleep_forever()
+            finally:
+                route.running = False
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(sqs.run)
-        await nursery.start(sns.run)
-        await nursery.start(events.run)
-        await nursery.start(schemas.run)
+        if node.cluster is None:
+            await nursery.start(run_adapters)
+        else:
+            # The adapters run on the leader; every node relays requests to it (route.py).
+            route = LeaderRoute(broker)
+            server.route = route
+            broker.serve_for_followers(aws_route.SERVICE, server.serve_forwarded)
+            nursery.start_soon(broker.run_while_leading, functools.partial(run_adapters, route))
         await server.serve(listeners)
         nursery.cancel_scope.cancel()
 
@@ -351,7 +377,7 @@ async def _serve_amqp(cfg: Config, node: Node, listeners: list[trio.SocketListen
 
 # -- polymq cluster up | status ---------------------------------------------------------------
 
-DEV_CLUSTER_LISTENERS = ("amqp", "mqtt", "stomp", "admin", "cluster")
+DEV_CLUSTER_LISTENERS = ("amqp", "mqtt", "stomp", "http", "admin", "cluster")
 DEV_CLUSTER_NODES_MAX = 9
 DEV_CLUSTER_STATE_FILE = "cluster.json"
 STATUS_TIMEOUT_S = 3.0
@@ -431,10 +457,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "broker", "serve", "--node-id", str(nd["id"])]
             cmd += ["--data-dir", data_dir, "--host", args.host, "--peers", peers]
             cmd += ["--fsync", args.fsync, "--mqtt-ws-port", "off", "--stomp-ws-port", "off"]
-            # The AWS endpoint stays off: its adapters declare their entities at startup, and
-            # in a cluster those declares race between nodes (see README).
-            cmd += ["--http-port", "off"]
-            for name in ("amqp", "mqtt", "stomp", "admin"):
+            for name in ("amqp", "mqtt", "stomp", "http", "admin"):
                 cmd += [f"--{name}-port", str(p[name])]
             logf = open(str(nd["log"]), "ab")  # noqa: SIM115 - closed in the finally below
             logs_open.append(logf)
@@ -446,6 +469,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
             p = nd["ports"]
             print(
                 f"  {nd['id']}: amqp {p['amqp']}  mqtt {p['mqtt']}  stomp {p['stomp']}  "
+                f"aws http://{args.host}:{p['http']}  "
                 f"admin http://{args.host}:{p['admin']}  cluster {p['cluster']}"
                 f"  data {nd['data_dir']}  log {nd['log']}"
             )

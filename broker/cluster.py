@@ -43,6 +43,7 @@ import logging
 import os
 import struct
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -86,6 +87,8 @@ log = logging.getLogger("polymq.cluster")
 
 KIND_FORWARD = KIND_USER_BASE
 KIND_FORWARD_NACK = KIND_USER_BASE + 1
+KIND_RPC = KIND_USER_BASE + 2  # [call id, service, payload]: a request for the leader
+KIND_RPC_REPLY = KIND_USER_BASE + 3  # [call id, ok, payload or error text]
 
 #: version u8 | origin node number u16 | origin incarnation u32 | ticket u64
 ENTRY_HEADER = struct.Struct("<BHIQ")
@@ -100,6 +103,24 @@ RESOURCE_ERROR = 506
 FORWARD_BATCH_COMMANDS_MAX = 4096
 SESSION_SWEEP_INTERVAL_S = 1.0
 TRANSFER_WAIT_S = 3.0
+#: requests from followers the leader serves at once (more are answered "busy")
+RPC_SERVING_MAX = 512
+#: requests this node has sent to the leader and waits for
+RPC_CALLS_MAX = 4096
+RPC_FAILED = "failed: "
+
+
+class RpcUnavailable(Exception):
+    """A call to the leader could not be made or answered: no leader, link down, the leader
+    changed or stopped serving, or busy. ``served`` False: the leader certainly did not run
+    it (a retry is safe); True: it may have (the link or the leader went while waiting)."""
+
+    def __init__(self, text: str, *, served: bool) -> None:
+        super().__init__(text)
+        self.served = served
+
+
+RpcHandler = Callable[[bytes], Awaitable[bytes]]
 
 
 def session_host(session: int) -> int:
@@ -157,6 +178,12 @@ class Cluster:
         self._hs_lock = trio.Lock()  # one hard state save at a time (they share a temp file)
         #: set once a leader is known and everything it had committed is applied here
         self.ready = trio.Event()
+        self._rpc_handlers: dict[str, RpcHandler] = {}
+        # call id -> (peer called, event, [reply]) for calls waiting for the leader
+        self._rpc_calls: dict[int, tuple[str, trio.Event, list[Any]]] = {}
+        self._rpc_next = 1
+        self._rpc_serving = 0
+        self._nursery: trio.Nursery | None = None
         self._stats = {
             "readies": 0,
             "entries_persisted": 0,
@@ -343,6 +370,10 @@ class Cluster:
     def _on_unreachable(self, peer: str) -> None:
         if self.core is not None:
             self.core.report_unreachable(peer)
+        for called, event, answer in self._rpc_calls.values():
+            if called == peer and not answer:
+                answer.append((None, f"the link to {peer} went down"))
+                event.set()
 
     def _on_frame(self, peer: str, kind: int, body: bytes) -> None:
         try:
@@ -363,6 +394,22 @@ class Cluster:
                 self._prop_origins.append((peer, ticket))
             self._stats["forwarded"] += len(items)
             self._kick()
+        elif kind == KIND_RPC:
+            call_id, service, payload = obj
+            handler = self._rpc_handlers.get(service)
+            if handler is None or not self.leading or self._nursery is None:
+                self._rpc_reply(peer, call_id, False, "not serving " + str(service))
+            elif self._rpc_serving >= RPC_SERVING_MAX:
+                self._rpc_reply(peer, call_id, False, "busy")
+            else:
+                self._rpc_serving += 1
+                self._nursery.start_soon(self._serve_rpc, peer, call_id, handler, payload)
+        elif kind == KIND_RPC_REPLY:
+            call_id, ok, payload = obj
+            call = self._rpc_calls.get(call_id)
+            if call is not None and call[0] == peer:
+                call[2].append((ok, payload))
+                call[1].set()
         elif kind == KIND_FORWARD_NACK:
             _reason, tickets = obj
             for ticket in tickets:
@@ -372,6 +419,74 @@ class Cluster:
                     self._outbox[ticket] = data
             self._outbox = dict(sorted(self._outbox.items()))
             self._kick()
+
+    # -- requests served by the leader -----------------------------------------------------------
+
+    def serve_rpc(self, service: str, handler: RpcHandler) -> None:
+        """Serve ``service`` requests of other nodes while this node is ``leading``."""
+        self._rpc_handlers[service] = handler
+
+    async def call_leader(self, service: str, payload: bytes, timeout_s: float) -> bytes:
+        """Send a request to the leader's ``service`` handler and return its answer. Raises
+        ``RpcUnavailable`` at once when no other node leads or the link is down, and as soon as
+        the leader changes while waiting."""
+        leader = self.leader
+        if self.transport is None or leader is None or leader == self.me:
+            raise RpcUnavailable("no leader", served=False)
+        if len(self._rpc_calls) >= RPC_CALLS_MAX:
+            raise RpcUnavailable(f"{RPC_CALLS_MAX} calls to the leader in flight", served=False)
+        call_id = self._rpc_next
+        self._rpc_next += 1
+        event = trio.Event()
+        answer: list[Any] = []
+        self._rpc_calls[call_id] = (leader, event, answer)
+        try:
+            body = msgpack.packb([call_id, service, payload], use_bin_type=True)
+            if not self.transport.send(leader, KIND_RPC, body):
+                raise RpcUnavailable(f"no link to the leader {leader}", served=False)
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+            if not answer:
+                raise RpcUnavailable(
+                    f"no answer from the leader {leader} in {timeout_s} s", served=True
+                )
+            ok, result = answer[0]
+            if ok is None:
+                raise RpcUnavailable(result, served=True)
+            if not ok:
+                # refused before running (not leading, busy) or failed while running
+                raise RpcUnavailable(
+                    f"the leader {leader} did not serve it: {result}",
+                    served=str(result).startswith(RPC_FAILED),
+                )
+            return bytes(result)
+        finally:
+            del self._rpc_calls[call_id]
+
+    def _fail_rpc_calls(self) -> None:
+        """The leader changed: calls to any other node get ``RpcUnavailable`` now."""
+        for peer, event, answer in self._rpc_calls.values():
+            if peer != self.leader and not answer:
+                answer.append((None, f"the leader {peer} changed"))
+                event.set()
+
+    async def _serve_rpc(self, peer: str, call_id: int, handler: RpcHandler, payload: Any) -> None:
+        try:
+            try:
+                result = await handler(bytes(payload))
+            except Exception as exc:
+                log.exception("request from a follower failed", extra={"peer": peer})
+                self._rpc_reply(peer, call_id, False, f"{RPC_FAILED}{type(exc).__name__}: {exc}")
+            else:
+                self._rpc_reply(peer, call_id, True, result)
+        finally:
+            self._rpc_serving -= 1
+
+    def _rpc_reply(self, peer: str, call_id: int, ok: bool, payload: bytes | str) -> None:
+        assert self.transport is not None
+        self.transport.send(
+            peer, KIND_RPC_REPLY, msgpack.packb([call_id, ok, payload], use_bin_type=True)
+        )
 
     def _nack(self, peer: str, reason: str, tickets: list[int]) -> None:
         assert self.transport is not None
@@ -399,6 +514,7 @@ class Cluster:
             ),
         )
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             await nursery.start(self.transport.serve, self.listeners)
             nursery.start_soon(self._tick_loop)
             nursery.start_soon(self._session_sweeper)
@@ -494,6 +610,8 @@ class Cluster:
                 self._downed.clear()
             self._role_changed.set()
             self._note_leading()
+            if self._rpc_calls:
+                self._fail_rpc_calls()
 
     async def _drive(self) -> None:
         core = self.core

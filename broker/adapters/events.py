@@ -287,7 +287,11 @@ class EventsAdapter:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Declare the default bus, load the rules, then host the schedules, delivery workers
-        and replays until cancelled."""
+        and replays until cancelled. In a cluster it runs on the leader, and again from the
+        replicated state each time this node becomes leader: nothing of an earlier run is kept."""
+        self._workers = set()
+        self._replays = {}
+        self.timers = RuleTimers(self.wall_ms)
         await self._ensure_default_bus()
         self._load_rules()
         await self._fail_interrupted_replays()

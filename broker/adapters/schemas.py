@@ -343,7 +343,10 @@ class SchemasAdapter:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Declare ``discovered-schemas``, then run a discovery worker per started discoverer
-        until cancelled."""
+        until cancelled (again, from the replicated state, each time this node leads a
+        cluster)."""
+        self._workers = set()
+        self._trees = {}
         await self._ensure_discovered_registry()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery

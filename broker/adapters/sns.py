@@ -298,6 +298,10 @@ async def http_post(
     return resp.status
 
 
+#: how long stopping waits for the delivery workers' session to close
+SESSION_CLOSE_S = 5.0
+
+
 class _Sink:
     """The delivery workers' session sink: deliveries go to the worker of their consumer tag."""
 
@@ -393,6 +397,14 @@ class SnsAdapter:
             finally:
                 self._nursery = None
                 self._workers.clear()
+                session, self._session = self._session, None
+                # Its consumers go, so their unsettled deliveries return to the queues for
+                # the next leader's workers (a cluster runs this only while leading).
+                with trio.CancelScope(shield=True), trio.move_on_after(SESSION_CLOSE_S):
+                    try:
+                        await self.broker.close_session(session)
+                    except BrokerError as exc:
+                        log.warning("sns session not closed", extra={"error": exc.text})
 
     # -- dispatch ---------------------------------------------------------------------------------
 

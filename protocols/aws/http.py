@@ -41,6 +41,7 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 import h11
+import msgpack
 import trio
 from botocore.model import OperationModel
 
@@ -112,6 +113,33 @@ class HttpLimits:
     request_timeout_s: float = 60.0
 
 
+class RouteUnavailable(Exception):
+    """The leader could not be asked; ``retry``: a leader may come (wait for a change)."""
+
+    def __init__(self, text: str, *, retry: bool) -> None:
+        super().__init__(text)
+        self.retry = retry
+
+
+class Route(Protocol):
+    """Cluster mode (``AwsHttpServer.route``): where a request is served."""
+
+    #: how long a request waits for a leader that serves it
+    wait_s: float
+
+    def local(self) -> bool:
+        """This node leads and its services run: serve here."""
+        ...
+
+    async def forward(self, payload: bytes) -> bytes:
+        """Ask the leader (``serve_forwarded`` there); ``RouteUnavailable`` if it cannot."""
+        ...
+
+    async def changed(self) -> None:
+        """Return when leadership or the services' state may have changed."""
+        ...
+
+
 @dataclass
 class _Reply:
     status: int
@@ -161,6 +189,8 @@ class AwsHttpServer:
         self.auth = auth
         self.limiter = ConnectionLimiter("aws", limits.connections_max)
         self.requests = 0
+        #: cluster mode: where requests are served (None: always here)
+        self.route: Route | None = None
         self._by_target: dict[str, AwsService] = {}
         self._by_scope: dict[str, AwsService] = {}
         self._rest: list[tuple[AwsService, wire_rest.RestRouter]] = []
@@ -308,7 +338,68 @@ class AwsHttpServer:
             else:
                 return None
         body = b"".join(chunks)
-        return await self.dispatch(method, target, headers, body, request_id)
+        if self.route is None:
+            return await self.dispatch(method, target, headers, body, request_id)
+        return await self._routed(method, target, headers, body, request_id)
+
+    # -- cluster mode ------------------------------------------------------------------------
+
+    async def _routed(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, request_id: str
+    ) -> _Reply:
+        """Cluster mode: the AWS APIs' state and background work live on the leader, so a
+        request is served here only while this node leads and its services run; otherwise it
+        is sent to the leader over the cluster link and its reply relayed. No leader within
+        ``route.wait_s``, or a leader lost mid-request: 503 ``ServiceUnavailable`` (clients
+        retry it)."""
+        route = self.route
+        assert route is not None
+        payload = msgpack.packb([method, target, headers, body, request_id], use_bin_type=True)
+        with trio.move_on_after(route.wait_s):
+            while True:
+                if route.local():
+                    return await self.dispatch(method, target, headers, body, request_id)
+                try:
+                    answer = await route.forward(payload)
+                except RouteUnavailable as exc:
+                    if not exc.retry:
+                        return self._early_error(
+                            AwsError("ServiceUnavailable", str(exc), status=503),
+                            method,
+                            target,
+                            headers,
+                            request_id,
+                        )
+                    await route.changed()
+                    continue
+                status, content_type, reply_body, reply_headers, close = msgpack.unpackb(
+                    answer, raw=False
+                )
+                return _Reply(
+                    status, content_type, reply_body, [tuple(h) for h in reply_headers], close
+                )
+        return self._early_error(
+            AwsError(
+                "ServiceUnavailable",
+                f"No cluster leader serves the AWS APIs within {route.wait_s} s.",
+                status=503,
+            ),
+            method,
+            target,
+            headers,
+            request_id,
+        )
+
+    async def serve_forwarded(self, payload: bytes) -> bytes:
+        """The leader's side of ``_routed``."""
+        method, target, headers, body, request_id = msgpack.unpackb(payload, raw=False)
+        reply = await self.dispatch(method, target, headers, body, request_id)
+        return bytes(
+            msgpack.packb(
+                [reply.status, reply.content_type, reply.body, reply.headers, reply.close],
+                use_bin_type=True,
+            )
+        )
 
     def _too_large(
         self, method: str, target: str, headers: dict[str, str], request_id: str, json_wire: bool
@@ -318,6 +409,15 @@ class AwsHttpServer:
             f"Request body must be at most {self.limits.request_bytes_max} bytes.",
             status=413,
         )
+        reply = self._early_error(err, method, target, headers, request_id)
+        reply.close = True
+        return reply
+
+    def _early_error(
+        self, err: AwsError, method: str, target: str, headers: dict[str, str], request_id: str
+    ) -> _Reply:
+        """``err`` in the protocol of a request not dispatched (yet)."""
+        json_wire = "x-amz-target" in headers
         protocol = "json" if json_wire else "query"
         service = self._json_service(headers.get("x-amz-target", "")) if json_wire else None
         if not json_wire:
@@ -327,9 +427,7 @@ class AwsHttpServer:
                 protocol, service = REST_JSON, rest[0]
         if service is None:
             service = self._scope_service(headers, "")
-        reply = self._error(err, protocol, service, request_id)
-        reply.close = True
-        return reply
+        return self._error(err, protocol, service, request_id)
 
     async def _bad_http(
         self, stream: trio.abc.Stream, conn: h11.Connection, exc: h11.RemoteProtocolError
