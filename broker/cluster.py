@@ -54,6 +54,7 @@ from broker.core import commands as C
 from broker.core.codec import DecodeError, decode_entry, encode_command
 from broker.core.machine import Machine, Meta
 from broker.core.model import SERVICE_SESSION_BASE, CoreError
+from storage.errors import CorruptLogError
 from storage.hardstate import load_hard_state, save_hard_state
 from storage.log import LogError, SegmentedLog
 from storage.raft.core import (
@@ -108,6 +109,8 @@ RPC_SERVING_MAX = 512
 #: requests this node has sent to the leader and waits for
 RPC_CALLS_MAX = 4096
 RPC_FAILED = "failed: "
+#: damaged records a log is cut at, one after another, before the node gives up
+DAMAGE_REPAIRS_MAX = 64
 
 
 class RpcUnavailable(Exception):
@@ -178,6 +181,7 @@ class Cluster:
         self._hs_lock = trio.Lock()  # one hard state save at a time (they share a temp file)
         #: set once a leader is known and everything it had committed is applied here
         self.ready = trio.Event()
+        self._damaged_file = False
         self._rpc_handlers: dict[str, RpcHandler] = {}
         # call id -> (peer called, event, [reply]) for calls waiting for the leader
         self._rpc_calls: dict[int, tuple[str, trio.Event, list[Any]]] = {}
@@ -198,20 +202,65 @@ class Cluster:
     def hard_state_path(self) -> str:
         return os.path.join(self.config.data_dir, "hardstate")
 
+    @property
+    def damaged_path(self) -> str:
+        """Present while this node's log is being repaired from its peers (see ``_open_log``)."""
+        return os.path.join(self.config.data_dir, "log-damaged")
+
     # -- recovery ------------------------------------------------------------------------------
+
+    def _open_log(self) -> SegmentedLog:
+        """Open the log. A record failing its checks does not stop a cluster member: the good
+        prefix is kept, the rest set aside (``SegmentedLog.set_aside_damage``), and the node
+        starts marked damaged (the ``log-damaged`` file, until it holds a committed entry of a
+        newer term): it neither votes nor campaigns, and its peers send it what it lost (rule
+        10 of ``storage/raft/core.py``)."""
+        cfg = self.config
+        log_dir = self.node.log_dir
+        for _ in range(DAMAGE_REPAIRS_MAX):
+            try:
+                return SegmentedLog.open(
+                    log_dir,
+                    segment_bytes_max=cfg.segment_bytes_max,
+                    payload_bytes_max=cfg.entry_bytes_max + ENTRY_HEADER.size + 64,
+                )
+            except CorruptLogError as exc:
+                if not os.path.exists(self.damaged_path):
+                    with open(self.damaged_path, "w") as f:
+                        f.write(f"{exc}\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                    fd = os.open(cfg.data_dir, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                aside = SegmentedLog.set_aside_damage(log_dir, exc)
+                log.error(
+                    "log damaged: its good prefix is kept, the rest set aside, and the node "
+                    "repairs from its peers (it does not vote until then)",
+                    extra={
+                        "path": exc.path,
+                        "offset": exc.offset,
+                        "reason": exc.reason,
+                        "set_aside": aside,
+                    },
+                )
+        raise LogError(f"the log in {log_dir} is still damaged after {DAMAGE_REPAIRS_MAX} repairs")
+
+    def _note_repaired(self) -> None:
+        core = self.core
+        if core is not None and not core.log_damaged and os.path.exists(self.damaged_path):
+            os.unlink(self.damaged_path)
+            log.info("log repaired from the cluster", extra={"term": core.term})
 
     def recover(self) -> None:
         """Open log, hard state and newest snapshot; restore the machine from the snapshot.
         Committed entries after it are applied once the core knows they are committed."""
         node = self.node
-        cfg = self.config
         snap = load_latest_snapshot(node.snapshot_dir) if os.path.isdir(node.snapshot_dir) else None
         hs = load_hard_state(self.hard_state_path)
-        log_store = SegmentedLog.open(
-            node.log_dir,
-            segment_bytes_max=cfg.segment_bytes_max,
-            payload_bytes_max=cfg.entry_bytes_max + ENTRY_HEADER.size + 64,
-        )
+        log_store = self._open_log()
         try:
             meta = SnapshotMeta()
             if snap is not None:
@@ -235,7 +284,8 @@ class Cluster:
             self._log = log_store
             self._saved_hs = hs
             self.storage = LogStorage(log_store, hs, meta, self._read_snapshot)
-            self.core = RaftCore(self._raft_config(), self.storage)
+            self._damaged_file = os.path.exists(self.damaged_path)
+            self.core = RaftCore(self._raft_config(), self.storage, log_damaged=self._damaged_file)
         except BaseException:
             log_store.close()
             raise
@@ -653,6 +703,9 @@ class Cluster:
             self.transport.send_message(m)
         if rd.committed:
             self.node.apply_cluster_entries(rd.committed)
+            if core.log_damaged is False and self._damaged_file:
+                self._damaged_file = False
+                self._note_repaired()
         core.advance(rd)
         self._note_soft_state()
         if (

@@ -134,6 +134,48 @@ class SegmentedLog:
         except OSError as exc:
             raise LogError(f"cannot open log in {path}: {exc}") from exc
 
+    @staticmethod
+    def set_aside_damage(directory: str | os.PathLike[str], error: CorruptLogError) -> str:
+        """Keep the good prefix of a damaged log, for a node that can fetch the rest again
+        (a cluster member). The damaged segment is copied whole, and every later segment moved,
+        into a new ``damaged-<n>`` folder under ``directory`` (kept for inspection, never read
+        again), and the damaged segment is cut at the record that failed. Returns the folder.
+        The caller opens the log again (another damaged record further back is possible)."""
+        path = os.fspath(directory)
+        bad = os.path.basename(error.path)
+        m = _SEGMENT_NAME.match(bad)
+        if m is None or os.path.dirname(os.path.abspath(error.path)) != os.path.abspath(path):
+            raise LogError(f"{error.path} is not a segment of the log in {path}") from error
+        bad_base = int(m.group(1))
+        n = 1
+        while os.path.exists(os.path.join(path, f"damaged-{n}")):
+            n += 1
+        aside = os.path.join(path, f"damaged-{n}")
+        try:
+            os.mkdir(aside)
+            with open(error.path, "rb") as f:
+                _write_file(os.path.join(aside, bad), f.read())
+            for name in sorted(os.listdir(path)):
+                m = _SEGMENT_NAME.match(name)
+                if m is None:
+                    continue
+                base = int(m.group(1))
+                if base > bad_base or (base == bad_base and m.group(2) == "idx"):
+                    os.replace(os.path.join(path, name), os.path.join(aside, name))
+            fd = os.open(error.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, error.offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if error.offset == 0:
+                os.unlink(error.path)
+            _fsync_dir(aside)
+            _fsync_dir(path)
+        except OSError as exc:
+            raise LogError(f"cannot set aside the damaged log in {path}: {exc}") from exc
+        return aside
+
     @classmethod
     def _recover(
         cls,

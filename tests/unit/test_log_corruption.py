@@ -211,3 +211,33 @@ def test_snapshot_crc_corruption(tmp_path: Path) -> None:
     assert info.value.path == str(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, LogError)
+
+
+def test_set_aside_damage_keeps_the_good_prefix(tmp_path: Path) -> None:
+    entries = make_log(tmp_path)
+    segs = segment_files(tmp_path)
+    seg = segs[1]
+    offsets = record_offsets(seg)
+    middle = offsets[len(offsets) // 2]
+    flip(seg, middle + RECORD_OVERHEAD_BYTES + 2)
+    original = {p.name: p.read_bytes() for p in segs}
+    with pytest.raises(CorruptLogError) as info:
+        SegmentedLog.open(tmp_path, segment_bytes_max=SEGMENT_BYTES_MAX)
+    aside = Path(SegmentedLog.set_aside_damage(tmp_path, info.value))
+    assert aside.parent == tmp_path and aside.name == "damaged-1"
+    # the damaged segment is kept whole and every later segment moved, byte for byte
+    assert {p.name: p.read_bytes() for p in aside.glob("*.log")} == {
+        p.name: original[p.name] for p in segs[1:]
+    }
+    with SegmentedLog.open(tmp_path, segment_bytes_max=SEGMENT_BYTES_MAX) as log:
+        base = int(seg.name.split(".")[0])
+        kept = base - 1 + len(offsets) // 2
+        assert log.first_index == 1 and log.last_index == kept
+        assert log.entries(1, kept + 1) == entries[:kept]
+        log.append([(9, b"next")])  # and it takes new entries after the prefix
+        log.sync()
+    # a second damage goes to a new folder; a path outside the log is refused
+    err = CorruptLogError(str(segment_files(tmp_path)[0]), 0, "test")
+    assert Path(SegmentedLog.set_aside_damage(tmp_path, err)).name == "damaged-2"
+    with pytest.raises(LogError):
+        SegmentedLog.set_aside_damage(tmp_path, CorruptLogError("/elsewhere/1.log", 0, "x"))
