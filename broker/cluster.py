@@ -43,7 +43,7 @@ import logging
 import os
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -70,6 +70,7 @@ from storage.raft.core import (
     Role,
     Snapshot,
     SnapshotMeta,
+    sendable_early,
 )
 from storage.raft.transport import KIND_USER_BASE, PeerTransport, TransportLimits
 from storage.snapshot import list_snapshots, load_latest_snapshot, write_snapshot
@@ -679,6 +680,16 @@ class Cluster:
         assert core is not None and storage is not None and lg is not None
         assert self.transport is not None
         self._stats["readies"] += 1
+        later: Sequence[Message] = rd.messages
+        if rd.leader_term:
+            # the leader's appends go out now, so followers write them while it does
+            rest: list[Message] = []
+            for m in rd.messages:
+                if sendable_early(rd, m):
+                    self.transport.send_message(m)
+                else:
+                    rest.append(m)
+            later = rest
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
         if rd.entries:
@@ -699,7 +710,7 @@ class Cluster:
                 async with self._hs_lock:
                     await trio.to_thread.run_sync(save_hard_state, self.hard_state_path, hs)
                 self._saved_hs = hs
-        for m in rd.messages:
+        for m in later:
             self.transport.send_message(m)
         if rd.committed:
             self.node.apply_cluster_entries(rd.committed)

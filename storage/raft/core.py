@@ -13,6 +13,8 @@ The driver loop (etcd-raft's "Ready" shape)::
                      core.propose([...]), core.transfer_leadership(peer), ...
         rd = core.ready()                  # None when there is nothing to do
         if rd is not None:
+            0. optionally, send the messages ``sendable_early(rd, m)`` allows (a leader's
+               appends, so followers write them while the leader does; thesis 10.2.1)
             1. if rd.snapshot: store it durably, reset the log to start at snapshot.index + 1,
                restore the state machine from it
             2. if rd.entries: truncate the log after rd.entries[0].index - 1 when it reaches
@@ -21,7 +23,7 @@ The driver loop (etcd-raft's "Ready" shape)::
             4. fsync (log, then hard state); only now is step 5 allowed ("persist before you
                speak": a vote or an append acknowledgement must never outlive a crash less
                than the state it vouches for)
-            5. send rd.messages (any order, any may be lost)
+            5. send rd.messages (those not sent in step 0; any order, any may be lost)
             6. apply rd.committed to the state machine, in order
             7. core.advance(rd)
 
@@ -90,6 +92,7 @@ __all__ = [
     "RaftCore",
     "RaftStorage",
     "Ready",
+    "sendable_early",
     "Role",
     "Snapshot",
     "SnapshotMeta",
@@ -232,6 +235,23 @@ class Ready:
     entries: tuple[Entry, ...]
     committed: tuple[Entry, ...]
     messages: tuple[Message, ...]
+    #: the term this node led in when the Ready was taken (0: not leading); see
+    #: :func:`sendable_early`
+    leader_term: int = 0
+
+
+def sendable_early(rd: Ready, m: Message) -> bool:
+    """Whether ``m`` of ``rd.messages`` may be sent before ``rd`` is durable (thesis §10.2.1):
+    a leader's appends and heartbeats of its current term. A leader counts its own log towards
+    a commit only once :meth:`RaftCore.advance` reports the entries stable, so its followers
+    may write them in parallel with it; if it crashes first they hold entries it lost, as with
+    any uncommitted entries of a leader. Everything else (votes, responses, anything sent after
+    a term change) waits for the disk."""
+    return (
+        rd.leader_term != 0
+        and m.term == rd.leader_term
+        and (m.kind == MsgKind.APPEND or m.kind == MsgKind.HEARTBEAT)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,6 +875,7 @@ class RaftCore:
             entries=tuple(self._u_entries),
             committed=committed,
             messages=tuple(self._msgs),
+            leader_term=self.term if self.role == Role.LEADER else 0,
         )
         self._msgs = []
         self._prev_ss = ss

@@ -7,9 +7,10 @@ Model:
 * Network: each message is encoded with ``encode_message`` and decoded on arrival; while faults
   are on it may be dropped, duplicated, delayed (so reordered) or cut by a partition.
 * Disk (``SimDisk``): a Ready is persisted in two steps. At the start the snapshot (rename) and a
-  truncation are durable at once and the appended entries are written but not synced; after a
-  disk delay the sync completes, and only then are the messages sent, committed entries applied
-  and ``advance`` called. A crash in between keeps a random prefix of the unsynced entries (a
+  truncation are durable at once and the appended entries are written but not synced (a
+  leader's appends and heartbeats are sent now: ``sendable_early``); after a disk delay the
+  sync completes, and only then are the other messages sent, committed entries applied and
+  ``advance`` called. A crash in between keeps a random prefix of the unsynced entries (a
   torn tail) and either the old or the new hard state.
 * Crash and restart from the durable state; a restart may find a damaged log (truncated to a
   random earlier index and started with ``log_damaged=True``), one node at a time.
@@ -56,6 +57,7 @@ from storage.raft.core import (
     SnapshotMeta,
     decode_message,
     encode_message,
+    sendable_early,
 )
 from tests.sim.machine import Client, ListMachine, StateMachine, UniqueValueClient, chain
 
@@ -430,6 +432,11 @@ class Simulation:
                     f"log matching: {node.id} wrote ({e.index}, t{e.term}) = "
                     f"{e.data!r}/prev t{prev}, elsewhere {seen[0]!r}/prev t{seen[1]}"
                 )
+        # a leader's appends leave before its disk write (thesis 10.2.1), as broker/cluster.py
+        # sends them; a crash before the sync keeps them on the followers only
+        for m in rd.messages:
+            if sendable_early(rd, m):
+                self._send(m)
         node.pending = rd
         self._push(self.rng.randrange(1, 4), _PERSIST, node.id, node.generation)
 
@@ -439,7 +446,8 @@ class Simulation:
         node.pending = None
         node.disk.sync()
         for m in rd.messages:
-            self._send(m)
+            if not sendable_early(rd, m):
+                self._send(m)
         if rd.snapshot is not None:
             node.machine.restore(rd.snapshot.data)
             if node.machine.index != rd.snapshot.index:
