@@ -13,14 +13,22 @@ sink in batches, one call per consumer per apply.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import trio
 
+from broker.core import access as A
 from broker.core import commands as C
-from broker.core.model import LOCAL_ID_BASE, SERVICE_SESSION_BASE, CoreError
+from broker.core.model import (
+    ACCESS_REFUSED,
+    LOCAL_ID_BASE,
+    NOT_ALLOWED,
+    SERVICE_SESSION_BASE,
+    CoreError,
+)
 from broker.core.patterns import compile_pattern
 from broker.core.routing import check_rule_arguments
 from broker.node import BrokerError, Node, Pending, SessionSink
@@ -47,6 +55,7 @@ __all__ = [
     "QueueDeclared",
     "SERVICE_SESSION_BASE",
     "SessionSink",
+    "UserInfo",
 ]
 
 
@@ -562,3 +571,184 @@ class Broker:
     def queue_info(self, name: str, *, vhost: str = "/") -> dict[str, Any] | None:
         info: dict[str, Any] | None = self.node.machine.queue_info(vhost, name)
         return info
+
+    # -- users, vhosts and permissions -------------------------------------------------------
+    # RabbitMQ's model (broker/core/access.py): users with salted password hashes and tags;
+    # per user and vhost three patterns (configure, write, read); topic permissions per
+    # exchange. The checks are synchronous reads of the applied state; the changes are logged
+    # commands.
+
+    CONFIGURE = A.CONFIGURE
+    WRITE = A.WRITE
+    READ = A.READ
+
+    @property
+    def auth_version(self) -> int:
+        """Changes whenever users or permissions change (for callers that cache checks)."""
+        return self.node.machine.auth.version
+
+    def authenticate(self, user: str, password: str) -> UserInfo | None:
+        """The user when ``password`` is its password, else None."""
+        found = self.node.machine.auth.authenticate(user, password)
+        return None if found is None else UserInfo(found.name, found.tags)
+
+    def user_info(self, name: str) -> UserInfo | None:
+        found = self.node.machine.auth.users.get(name)
+        return None if found is None else UserInfo(found.name, found.tags)
+
+    def vhost_exists(self, vhost: str) -> bool:
+        return vhost in self.node.machine.vhosts
+
+    def allowed_vhost(self, user: str, vhost: str) -> bool:
+        """Whether ``user`` has permissions (any) in ``vhost``."""
+        return self.node.machine.auth.vhost_access(user, vhost)
+
+    def check_vhost(self, user: str, vhost: str) -> None:
+        """Raise ``BrokerError`` 530 NOT_ALLOWED, in RabbitMQ's words, when ``vhost`` does not
+        exist or ``user`` has no permissions in it."""
+        if vhost not in self.node.machine.vhosts:
+            raise BrokerError(NOT_ALLOWED, f"NOT_ALLOWED - vhost {vhost} not found")
+        if not self.node.machine.auth.vhost_access(user, vhost):
+            raise BrokerError(
+                NOT_ALLOWED,
+                f"NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'",
+            )
+
+    def allowed(self, user: str, vhost: str, kind: str, name: str, permission: str) -> bool:
+        """Whether ``user`` has ``permission`` (``Broker.CONFIGURE`` / ``WRITE`` / ``READ``) on
+        the ``kind`` (``"queue"`` or ``"exchange"``) called ``name``."""
+        return self.node.machine.auth.allowed(user, vhost, kind, name, permission)
+
+    def check(self, user: str, vhost: str, kind: str, name: str, permission: str) -> None:
+        """As ``allowed``; raises ``BrokerError`` 403 ACCESS_REFUSED with RabbitMQ's text."""
+        if not self.node.machine.auth.allowed(user, vhost, kind, name, permission):
+            raise BrokerError(ACCESS_REFUSED, A.refused_text(kind, name, vhost, user))
+
+    def topic_restricted(self, user: str, vhost: str, exchange: str) -> bool:
+        """Whether publishes and bindings of ``user`` on ``exchange`` have their routing keys
+        checked: a topic exchange with topic permissions for the user."""
+        machine = self.node.machine
+        if (user, vhost, exchange) not in machine.auth.topic_permissions:
+            return False
+        vh = machine.vhosts.get(vhost)
+        x = vh.exchanges.get(exchange) if vh is not None else None
+        return x is not None and x.type == "topic"
+
+    def topic_allowed(
+        self,
+        user: str,
+        vhost: str,
+        exchange: str,
+        routing_key: str,
+        permission: str,
+        *,
+        variables: dict[str, str] | None = None,
+    ) -> bool:
+        """Topic permission of ``routing_key`` on ``exchange`` (checked for topic exchanges
+        only; any other exchange, or one that does not exist, allows every key)."""
+        machine = self.node.machine
+        vh = machine.vhosts.get(vhost)
+        x = vh.exchanges.get(exchange) if vh is not None else None
+        if x is None or x.type != "topic":
+            return True
+        return machine.auth.topic_allowed(user, vhost, exchange, routing_key, permission, variables)
+
+    def check_topic(
+        self,
+        user: str,
+        vhost: str,
+        exchange: str,
+        routing_key: str,
+        permission: str,
+        *,
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        if not self.topic_allowed(
+            user, vhost, exchange, routing_key, permission, variables=variables
+        ):
+            raise BrokerError(
+                ACCESS_REFUSED, A.topic_refused_text(exchange, routing_key, vhost, user)
+            )
+
+    @staticmethod
+    def hash_password(password: str) -> str:
+        """A new salted hash of ``password`` (RabbitMQ's rabbit_password_hashing_sha256)."""
+        return A.hash_password(password, secrets.token_bytes(A.SALT_BYTES))
+
+    async def put_user(
+        self,
+        name: str,
+        *,
+        password: str | None = None,
+        password_hash: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
+        """Create or replace a user. Only the hash of ``password`` is logged; with neither a
+        password nor a hash the user cannot log in with a password (as RabbitMQ)."""
+        if password is not None:
+            password_hash = self.hash_password(password)
+        _check(await self.node.execute(C.cmd_put_user(name, password_hash, list(tags))))
+
+    async def delete_user(self, name: str) -> None:
+        _check(await self.node.execute(C.cmd_delete_user(name)))
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self.node.machine.auth.list_users()
+
+    async def set_permissions(
+        self, user: str, vhost: str, configure: str, write: str, read: str
+    ) -> None:
+        _check(await self.node.execute(C.cmd_set_permissions(user, vhost, configure, write, read)))
+
+    async def clear_permissions(self, user: str, vhost: str) -> None:
+        _check(await self.node.execute(C.cmd_clear_permissions(user, vhost)))
+
+    def list_permissions(
+        self, *, user: str | None = None, vhost: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.node.machine.auth.list_permissions(user=user, vhost=vhost)
+
+    async def set_topic_permissions(
+        self, user: str, vhost: str, exchange: str, write: str, read: str
+    ) -> None:
+        cmd = C.cmd_set_topic_permissions(user, vhost, exchange, write, read)
+        _check(await self.node.execute(cmd))
+
+    async def clear_topic_permissions(
+        self, user: str, vhost: str, exchange: str | None = None
+    ) -> None:
+        _check(await self.node.execute(C.cmd_clear_topic_permissions(user, vhost, exchange)))
+
+    def list_topic_permissions(
+        self, *, user: str | None = None, vhost: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.node.machine.auth.list_topic_permissions(user=user, vhost=vhost)
+
+    async def add_vhost(self, name: str) -> bool:
+        """Create a vhost (with the default exchanges); False when it existed."""
+        created: bool = _check(await self.node.execute(C.cmd_add_vhost(name)))
+        return created
+
+    async def delete_vhost(self, name: str) -> None:
+        """Delete a vhost with its queues, exchanges, bindings and permissions."""
+        _check(await self.node.execute(C.cmd_delete_vhost(name)))
+
+    def list_vhosts(self) -> list[str]:
+        return sorted(self.node.machine.vhosts)
+
+    async def seed_default_user(self, name: str, password: str, *, vhost: str = "/") -> bool:
+        """Create the default user (tag administrator, every permission on ``vhost``) unless
+        this data directory had it once already; True when created now."""
+        if self.node.machine.auth.seeded:
+            return False
+        cmd = C.cmd_seed_user(name, self.hash_password(password), [A.TAG_ADMINISTRATOR], vhost)
+        created: bool = _check(await self.node.execute(cmd))
+        return created
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """An authenticated user: its name and tags (``administrator``, ``management``, ...)."""
+
+    name: str
+    tags: tuple[str, ...]

@@ -22,9 +22,10 @@ from typing import Any
 
 import trio
 
-from broker import __version__, chaos, config, logs, runtime
-from broker.config import LISTENERS, Config, ConfigError
+from broker import __version__, bench, chaos, cli_flow, cli_users, config, logs, runtime
+from broker.config import LISTENERS, TLS_LISTENERS, Config, ConfigError
 from broker.node import Node, RecoveryError, cluster_peers
+from protocols._tls import TLS, TLSSetupError, server_context
 from storage.log import LogError
 
 log = logging.getLogger("polymq.cli")
@@ -34,7 +35,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 # Listeners this version serves; the others accept their flag and report they are not available.
-AVAILABLE_LISTENERS = ("admin", "amqp", "mqtt", "mqtt_ws", "stomp", "stomp_ws", "http")
+AVAILABLE_LISTENERS: tuple[str, ...] = ("admin", "amqp", "mqtt", "mqtt_ws", "stomp", "stomp_ws")
+AVAILABLE_LISTENERS += ("http", "amqps", "mqtts", "mqtt_wss", "stomps", "stomp_wss", "admin_tls")
 
 
 class StartupError(Exception):
@@ -81,8 +83,28 @@ def _parser() -> argparse.ArgumentParser:
         "--cluster-port", metavar="PORT", type=int, help="cluster link port (default: from --peers)"
     )
     serve.add_argument("--cluster-id", metavar="NAME", help="nodes refuse other cluster ids")
+    serve.add_argument("--tls-cert-file", metavar="PEM", help="certificate chain of the TLS ports")
+    serve.add_argument("--tls-key-file", metavar="PEM", help="private key of --tls-cert-file")
+    serve.add_argument("--tls-ca-file", metavar="PEM", help="CAs that client certificates chain to")
+    serve.add_argument(
+        "--tls-verify-peer",
+        choices=config.TLS_VERIFY_PEER,
+        help="client certificates: none (default), optional, required",
+    )
+    serve.add_argument(
+        "--http-tls", choices=config.HTTP_TLS_MODES, help="HTTPS on the AWS port (default auto)"
+    )
+    serve.add_argument(
+        "--memory-high-watermark", metavar="FRACTION", help="memory alarm at this share of RAM"
+    )
+    serve.add_argument("--memory-high-watermark-bytes", metavar="BYTES")
+    serve.add_argument("--disk-free-limit-bytes", metavar="BYTES", help="disk alarm below this")
+    serve.add_argument("--resource-check-interval-ms", metavar="MS")
     _cluster_parser(sub)
     chaos.add_parser(sub)
+    bench.add_parser(sub)
+    cli_users.add_parser(sub)
+    cli_flow.add_parser(sub)
     return parser
 
 
@@ -90,6 +112,9 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["data_dir", "host", "node_id", "fsync", "fsync_interval_ms", "log_level"]
     keys += ["aws_auth", "aws_access_keys", "aws_account_id", "peers", "cluster_port"]
     keys += ["cluster_id"]
+    keys += ["tls_cert_file", "tls_key_file", "tls_ca_file", "tls_verify_peer", "http_tls"]
+    keys += ["memory_high_watermark", "memory_high_watermark_bytes", "disk_free_limit_bytes"]
+    keys += ["resource_check_interval_ms"]
     keys += [field for field, _ in LISTENERS.values()]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
@@ -98,14 +123,20 @@ async def _bind(cfg: Config) -> dict[str, list[trio.SocketListener]]:
     bound: dict[str, list[trio.SocketListener]] = {}
     for name, (field, _default) in LISTENERS.items():
         port = getattr(cfg, field)
+        if name in TLS_LISTENERS and not cfg.tls_enabled:
+            continue  # TLS listeners are served only with a certificate
         if port is None:
             log.info("listener disabled", extra={"listener": name})
             continue
-        if name == "mqtt_ws" and cfg.mqtt_port is None:
+        if name in ("mqtt_ws", "mqtt_wss") and cfg.mqtt_port is None and not _tls_on(cfg, "mqtts"):
             # the WebSocket transport is part of the MQTT front end: off along with it
             log.info("listener skipped", extra={"listener": name, "reason": "mqtt is off"})
             continue
-        if name == "stomp_ws" and cfg.stomp_port is None:
+        if (
+            name in ("stomp_ws", "stomp_wss")
+            and cfg.stomp_port is None
+            and not _tls_on(cfg, "stomps")
+        ):
             # likewise the STOMP front end's WebSocket transport
             log.info("listener skipped", extra={"listener": name, "reason": "stomp is off"})
             continue
@@ -133,7 +164,26 @@ async def _bind(cfg: Config) -> dict[str, list[trio.SocketListener]]:
     return bound
 
 
+def _tls_on(cfg: Config, name: str) -> bool:
+    return cfg.tls_enabled and cfg.listener_port(name) is not None
+
+
+def _tls(cfg: Config) -> TLS | None:
+    """The TLS side of the listeners (None without a certificate); a file that cannot be
+    loaded stops the start before any port is bound."""
+    if not cfg.tls_enabled:
+        return None
+    try:
+        context = server_context(
+            cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file, cfg.tls_verify_peer
+        )
+    except TLSSetupError as exc:
+        raise StartupError(str(exc)) from None
+    return TLS(context, cfg.tls_handshake_timeout_ms / 1000)
+
+
 async def serve(cfg: Config) -> None:
+    tls = _tls(cfg)
     bound = await _bind(cfg)
     node = Node(cfg)
     node.listeners = [
@@ -170,18 +220,43 @@ async def serve(cfg: Config) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
-            if "admin" in bound:
-                nursery.start_soon(AdminServer(node).serve, bound["admin"])
-            if "amqp" in bound:
-                nursery.start_soon(_serve_amqp, cfg, node, bound["amqp"])
-            if "mqtt" in bound:
-                nursery.start_soon(_serve_mqtt, cfg, node, bound["mqtt"], bound.get("mqtt_ws", []))
-            if "stomp" in bound:
+            await cli_users.seed_default_user(cfg, node)
+            await nursery.start(node.alarms.monitor)
+            if "admin" in bound or "admin_tls" in bound:
+                admin = AdminServer(node)
+                if "admin" in bound:
+                    nursery.start_soon(admin.serve, bound["admin"])
+                if "admin_tls" in bound and tls is not None:
+                    wrapped = tls.wrap(admin.handle, "admin_tls")
+                    nursery.start_soon(trio.serve_listeners, wrapped, bound["admin_tls"])
+            if "amqp" in bound or "amqps" in bound:
                 nursery.start_soon(
-                    _serve_stomp, cfg, node, bound["stomp"], bound.get("stomp_ws", [])
+                    _serve_amqp, cfg, node, bound.get("amqp", []), bound.get("amqps", []), tls
+                )
+            if "mqtt" in bound or "mqtts" in bound:
+                nursery.start_soon(
+                    _serve_mqtt,
+                    cfg,
+                    node,
+                    bound.get("mqtt", []),
+                    bound.get("mqtt_ws", []),
+                    bound.get("mqtts", []),
+                    bound.get("mqtt_wss", []),
+                    tls,
+                )
+            if "stomp" in bound or "stomps" in bound:
+                nursery.start_soon(
+                    _serve_stomp,
+                    cfg,
+                    node,
+                    bound.get("stomp", []),
+                    bound.get("stomp_ws", []),
+                    bound.get("stomps", []),
+                    bound.get("stomp_wss", []),
+                    tls,
                 )
             if "http" in bound:
-                nursery.start_soon(_serve_http, cfg, node, bound["http"])
+                nursery.start_soon(_serve_http, cfg, node, bound["http"], tls)
             log.info("started", extra={"version": __version__, "data_dir": cfg.data_dir})
             async for signum in signals:
                 log.info("shutting down", extra={"signal": signal.Signals(signum).name})
@@ -192,15 +267,19 @@ async def serve(cfg: Config) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+async def _serve_http(
+    cfg: Config, node: Node, listeners: list[trio.SocketListener], tls: TLS | None = None
+) -> None:
     """The AWS-compatible APIs (SQS, SNS, EventBridge, its schema registry) on one HTTP
-    endpoint."""
+    endpoint; with a certificate it serves HTTPS on the same port too (``http_tls``)."""
     from broker.adapters.events import EventsAdapter
     from broker.adapters.schemas import SchemasAdapter
     from broker.adapters.sns import SnsAdapter
     from broker.adapters.sqs import SqsAdapter, SqsSettings
     from broker.api import Broker
     from protocols.aws import route as aws_route
+    from protocols.aws.access import AwsAccess
+    from protocols.aws.appflow import AppflowService
     from protocols.aws.events import EventsService
     from protocols.aws.http import AwsHttpServer, AwsService, HttpLimits
     from protocols.aws.route import LeaderRoute
@@ -226,9 +305,35 @@ async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListen
         EventsService(events),
         SchemasService(schemas),
     ]
+    appflow = AppflowService.build(cfg, broker, sqs, sns, events)
+    services.append(appflow)
+    from broker.adapters.stepfunctions import StepFunctionsAdapter
+    from protocols.aws.stepfunctions import StepFunctionsService
+
+    sfn = StepFunctionsAdapter(
+        broker,
+        account_id=cfg.aws_account_id,
+        region=cfg.aws_region,
+        sqs=sqs,
+        sns=sns,
+        events=events,
+        lambda_endpoints=config.parse_lambda_endpoints(cfg.sfn_lambda_endpoints),
+    )
+    services.append(StepFunctionsService(sfn))
     server = AwsHttpServer(services, limits, auth=auth)
+    server.alarms = node.alarms
+    if auth is not None:
+        server.access = AwsAccess(
+            broker,
+            config.parse_access_key_users(cfg.aws_access_keys),
+            default_user=cfg.default_user,
+            account_id=cfg.aws_account_id,
+            region=cfg.aws_region,
+        )
     # Started in this order (later adapters may call earlier ones).
     adapters: list[Any] = [sqs, sns, events, schemas]
+    adapters.append(appflow.adapter)
+    adapters.append(sfn)
 
     async def run_adapters(
         route: LeaderRoute | None = None,
@@ -256,7 +361,10 @@ async def _serve_http(cfg: Config, node: Node, listeners: list[trio.SocketListen
             server.route = route
             broker.serve_for_followers(aws_route.SERVICE, server.serve_forwarded)
             nursery.start_soon(broker.run_while_leading, functools.partial(run_adapters, route))
-        await server.serve(listeners)
+        # its connections are listed by the management API like the other front ends'
+        tracked = node.connections.track("http", server.handle_stream)
+        server.handle_stream = tracked  # type: ignore[method-assign,assignment]
+        await server.serve(listeners, None if cfg.http_tls == "off" else tls, cfg.http_tls)
         nursery.cancel_scope.cancel()
 
 
@@ -265,9 +373,12 @@ async def _serve_mqtt(
     node: Node,
     listeners: list[trio.SocketListener],
     ws_listeners: list[trio.SocketListener],
+    tls_listeners: list[trio.SocketListener],
+    wss_listeners: list[trio.SocketListener],
+    tls: TLS | None,
 ) -> None:
-    """TCP and WebSocket MQTT listeners over one hub: sessions, takeover and wills are shared,
-    and ``mqtt_connections_max`` counts the connections of both."""
+    """TCP and WebSocket MQTT listeners, plain and TLS, over one hub: sessions, takeover and
+    wills are shared, and ``mqtt_connections_max`` counts the connections of all."""
     from broker.api import Broker
     from protocols import _server
     from protocols.mqtt import io as mqtt_io
@@ -287,18 +398,22 @@ async def _serve_mqtt(
     limits = mqtt_io.IOLimits(outbuf_bytes_max=cfg.mqtt_outbuf_bytes_max)
     hub = MQTTHub(Broker(node), settings)
     node.mqtt_hub = hub
-    limiter = _server.ConnectionLimiter("mqtt", cfg.mqtt_connections_max)
+    limiter = _server.ConnectionLimiter("mqtt", cfg.mqtt_connections_max, node.connections)
 
     # a partial, not a wrapper coroutine: no extra frame per connection
-    handler = functools.partial(mqtt_io.handle, hub=hub, limits=limits)
+    handler = functools.partial(mqtt_io.handle, hub=hub, limits=limits, alarms=node.alarms)
 
-    async def ws_handler(stream: trio.SocketStream) -> None:
-        await mqtt_ws.handle(stream, hub, limits)
+    async def ws_handler(stream: _server.ConnStream) -> None:
+        await mqtt_ws.handle(stream, hub, limits, node.alarms)
 
     async with trio.open_nursery() as nursery:
         hub.nursery = nursery
         if ws_listeners:
             nursery.start_soon(_server.serve, ws_listeners, ws_handler, limiter)
+        if tls is not None and tls_listeners:
+            nursery.start_soon(_server.serve, tls_listeners, handler, limiter, tls)
+        if tls is not None and wss_listeners:
+            nursery.start_soon(_server.serve, wss_listeners, ws_handler, limiter, tls)
         await _server.serve(listeners, handler, limiter)
 
 
@@ -307,9 +422,12 @@ async def _serve_stomp(
     node: Node,
     listeners: list[trio.SocketListener],
     ws_listeners: list[trio.SocketListener],
+    tls_listeners: list[trio.SocketListener],
+    wss_listeners: list[trio.SocketListener],
+    tls: TLS | None,
 ) -> None:
-    """TCP and WebSocket STOMP listeners over one broker API; ``stomp_connections_max`` counts
-    the connections of both."""
+    """TCP and WebSocket STOMP listeners, plain and TLS, over one broker API;
+    ``stomp_connections_max`` counts the connections of all."""
     from broker.api import Broker
     from protocols import _server
     from protocols.stomp import io as stomp_io
@@ -325,17 +443,21 @@ async def _serve_stomp(
     limits = stomp_io.IOLimits(outbuf_bytes_max=cfg.stomp_outbuf_bytes_max)
     decoder_limits = {"frame_bytes_max": cfg.stomp_frame_bytes_max}
     broker = Broker(node)
-    limiter = _server.ConnectionLimiter("stomp", cfg.stomp_connections_max)
+    limiter = _server.ConnectionLimiter("stomp", cfg.stomp_connections_max, node.connections)
 
-    async def handler(stream: trio.SocketStream) -> None:
-        await stomp_io.handle(stream, broker, settings, limits, decoder_limits)
+    async def handler(stream: _server.ConnStream) -> None:
+        await stomp_io.handle(stream, broker, settings, limits, decoder_limits, node.alarms)
 
-    async def ws_handler(stream: trio.SocketStream) -> None:
-        await stomp_ws.handle(stream, broker, settings, limits, decoder_limits)
+    async def ws_handler(stream: _server.ConnStream) -> None:
+        await stomp_ws.handle(stream, broker, settings, limits, decoder_limits, node.alarms)
 
     async with trio.open_nursery() as nursery:
         if ws_listeners:
             nursery.start_soon(_server.serve, ws_listeners, ws_handler, limiter)
+        if tls is not None and tls_listeners:
+            nursery.start_soon(_server.serve, tls_listeners, handler, limiter, tls)
+        if tls is not None and wss_listeners:
+            nursery.start_soon(_server.serve, wss_listeners, ws_handler, limiter, tls)
         await _server.serve(listeners, handler, limiter)
 
 
@@ -350,7 +472,13 @@ def _first_fatal(group: BaseExceptionGroup[Any]) -> BaseException | None:
     return None
 
 
-async def _serve_amqp(cfg: Config, node: Node, listeners: list[trio.SocketListener]) -> None:
+async def _serve_amqp(
+    cfg: Config,
+    node: Node,
+    listeners: list[trio.SocketListener],
+    tls_listeners: list[trio.SocketListener],
+    tls: TLS | None,
+) -> None:
     from broker.api import Broker
     from protocols import _server
     from protocols.amqp091 import io as amqp_io
@@ -367,12 +495,15 @@ async def _serve_amqp(cfg: Config, node: Node, listeners: list[trio.SocketListen
     )
     limits = amqp_io.IOLimits(outbuf_bytes_max=cfg.amqp_outbuf_bytes_max)
     broker = Broker(node)
-    limiter = _server.ConnectionLimiter("amqp", cfg.amqp_connections_max)
+    limiter = _server.ConnectionLimiter("amqp", cfg.amqp_connections_max, node.connections)
 
-    async def handler(stream: trio.SocketStream) -> None:
-        await amqp_io.handle(stream, broker, settings, limits)
+    async def handler(stream: _server.ConnStream) -> None:
+        await amqp_io.handle(stream, broker, settings, limits, node.alarms)
 
-    await _server.serve(listeners, handler, limiter)
+    async with trio.open_nursery() as nursery:
+        if tls is not None and tls_listeners:
+            nursery.start_soon(_server.serve, tls_listeners, handler, limiter, tls)
+        await _server.serve(listeners, handler, limiter)
 
 
 # -- polymq cluster up | status ---------------------------------------------------------------
@@ -561,6 +692,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cluster_main(args)
     if args.command == "chaos":
         return chaos.main(args)
+    if args.command == "bench":
+        return bench.main(args)
+    if args.command == "users":
+        return cli_users.main(args)
+    if args.command == "flow":
+        return cli_flow.main(args)
     if args.command != "serve":
         parser.print_help()
         return EXIT_USAGE

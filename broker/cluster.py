@@ -692,6 +692,7 @@ class Cluster:
             later = rest
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
+        committed = rd.committed
         if rd.entries:
             first = rd.entries[0].index
             if first <= lg.last_index:
@@ -699,7 +700,16 @@ class Cluster:
             lg.append([(e.term, e.data) for e in rd.entries])
             self._stats["entries_persisted"] += len(rd.entries)
             if self.config.fsync != "never":
-                await trio.to_thread.run_sync(lg.sync)
+                if committed and rd.snapshot is None:
+                    # The committed entries are on a majority's disks already (never this
+                    # Ready's own): apply them, answering clients, while the new ones sync.
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(trio.to_thread.run_sync, lg.sync)
+                        await trio.lowlevel.checkpoint()  # the sync starts first
+                        self._apply_committed(committed)
+                    committed = ()
+                else:
+                    await trio.to_thread.run_sync(lg.sync)
         hs = rd.hard_state
         if hs is not None:
             storage.hard_state = hs
@@ -712,11 +722,8 @@ class Cluster:
                 self._saved_hs = hs
         for m in later:
             self.transport.send_message(m)
-        if rd.committed:
-            self.node.apply_cluster_entries(rd.committed)
-            if core.log_damaged is False and self._damaged_file:
-                self._damaged_file = False
-                self._note_repaired()
+        if committed:
+            self._apply_committed(committed)
         core.advance(rd)
         self._note_soft_state()
         if (
@@ -729,6 +736,14 @@ class Cluster:
         node = self.node
         if node.applied_index - storage.snapshot.index >= self.config.snapshot_entries_interval:
             await self._take_snapshot()
+
+    def _apply_committed(self, committed: tuple[Entry, ...]) -> None:
+        core = self.core
+        assert core is not None
+        self.node.apply_cluster_entries(committed)
+        if not core.log_damaged and self._damaged_file:
+            self._damaged_file = False
+            self._note_repaired()
 
     async def _install_snapshot(self, snap: Snapshot) -> None:
         storage, lg = self.storage, self._log

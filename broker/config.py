@@ -17,6 +17,11 @@ from typing import Any
 FSYNC_POLICIES = ("always", "interval", "never")
 AWS_AUTH_MODES = ("any", "verify")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: client certificates, as RabbitMQ's verify / fail_if_no_peer_cert (see protocols/_tls.py)
+TLS_VERIFY_PEER = ("none", "optional", "required")
+#: HTTPS on the AWS port: "auto" serves plain HTTP and HTTPS there once a certificate is
+#: configured (as LocalStack's 4566 does), "off" plain only, "required" HTTPS only
+HTTP_TLS_MODES = ("auto", "off", "required")
 
 # listener name -> (config field, default port)
 LISTENERS: dict[str, tuple[str, int]] = {
@@ -27,7 +32,20 @@ LISTENERS: dict[str, tuple[str, int]] = {
     "stomp_ws": ("stomp_ws_port", 15674),  # STOMP over WebSocket; off while "stomp" is off
     "http": ("http_port", 4566),
     "admin": ("admin_port", 15672),
+    # TLS listeners (RabbitMQ's ports): off unless tls_cert_file is set
+    "amqps": ("amqps_port", 5671),
+    "mqtts": ("mqtts_port", 8883),
+    "mqtt_wss": ("mqtt_wss_port", 15676),  # off while "mqtt" and "mqtts" are off
+    "stomps": ("stomps_port", 61614),
+    "stomp_wss": ("stomp_wss_port", 15673),  # off while "stomp" and "stomps" are off
+    "admin_tls": ("admin_tls_port", 15671),
 }
+TLS_LISTENERS = frozenset(("amqps", "mqtts", "mqtt_wss", "stomps", "stomp_wss", "admin_tls"))
+
+
+#: the cluster link port of DESIGN.md (a node listens on its own entry of ``peers``); the
+#: deploy/ manifests name every member with it
+CLUSTER_PORT_DEFAULT = 25672
 
 
 class ConfigError(Exception):
@@ -47,6 +65,26 @@ class Config:
     stomp_ws_port: int | None = 15674
     http_port: int | None = 4566
     admin_port: int | None = 15672
+    amqps_port: int | None = 5671
+    mqtts_port: int | None = 8883
+    mqtt_wss_port: int | None = 15676
+    stomps_port: int | None = 61614
+    stomp_wss_port: int | None = 15673
+    admin_tls_port: int | None = 15671
+    #: PEM files; the TLS listeners are served only when a certificate is configured
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    tls_verify_peer: str = "none"
+    tls_handshake_timeout_ms: int = 5000
+    http_tls: str = "auto"
+    #: resource alarms (broker/alarms.py): the memory watermark is memory_high_watermark_bytes
+    #: when not 0, else this fraction of the memory available to the process
+    memory_high_watermark: float = 0.6
+    memory_high_watermark_bytes: int = 0
+    #: 0 turns the disk alarm off
+    disk_free_limit_bytes: int = 50_000_000
+    resource_check_interval_ms: int = 1000
     fsync: str = "always"
     fsync_interval_ms: int = 200
     log_level: str = "info"
@@ -83,8 +121,12 @@ class Config:
     #: "any" accepts any (or no) credentials, for development; "verify" checks SigV4
     #: signatures against aws_access_keys
     aws_auth: str = "any"
-    #: "AKID:SECRET,AKID2:SECRET2"
+    #: "AKID:SECRET,AKID2:SECRET2:USER": with a third field the key acts as that user (its
+    #: permissions in vhost "/" apply), without one as the default user
     aws_access_keys: str = ""
+    #: Step Functions Lambda tasks: "FUNCTION_ARN=URL,..."; a task whose Resource is that
+    #: function (or arn:aws:states:::lambda:invoke naming it) POSTs its payload to the URL
+    sfn_lambda_endpoints: str = ""
     #: cluster mode: "n1=host:port,n2=host:port,..." naming every member, this node included
     #: (by ``node_id``); empty or only this node means a single node
     peers: str = ""
@@ -102,6 +144,13 @@ class Config:
     cluster_frame_bytes_max: int = 64 << 20
     cluster_send_queue_frames_max: int = 4096
     cluster_snapshot_chunk_bytes_max: int = 1 << 20
+    #: AppFlow's local file connectors (S3 buckets are directories under it) and SQLite files;
+    #: empty means ``<data_dir>/appflow``
+    appflow_root_dir: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file)
 
     def listener_port(self, name: str) -> int | None:
         field, _ = LISTENERS[name]
@@ -146,6 +195,17 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if isinstance(value, str):
             value = value.strip().lower() in ("1", "true", "yes", "on")
         return bool(value)
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{key} in {source}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} in {source}: expected a number, got {value!r}")
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{key} in {source}: expected a fraction 0-1, got {value}")
+        return float(value)
     if isinstance(default, int):
         if isinstance(value, str):
             try:
@@ -167,10 +227,18 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "aws_auth" and value not in AWS_AUTH_MODES:
         choices = ", ".join(AWS_AUTH_MODES)
         raise ConfigError(f"aws_auth in {source}: expected one of {choices}, got {value!r}")
+    if key == "tls_verify_peer" and value not in TLS_VERIFY_PEER:
+        choices = ", ".join(TLS_VERIFY_PEER)
+        raise ConfigError(f"tls_verify_peer in {source}: expected one of {choices}, got {value!r}")
+    if key == "http_tls" and value not in HTTP_TLS_MODES:
+        choices = ", ".join(HTTP_TLS_MODES)
+        raise ConfigError(f"http_tls in {source}: expected one of {choices}, got {value!r}")
     if key == "aws_access_keys":
         parse_access_keys(value, source)
     if key == "peers":
         parse_peers(value, source)
+    if key == "sfn_lambda_endpoints":
+        parse_lambda_endpoints(value, source)
     if key == "aws_account_id" and not (len(value) == 12 and value.isdigit()):
         raise ConfigError(f"aws_account_id in {source}: expected 12 digits, got {value!r}")
     if key == "log_level":
@@ -183,20 +251,50 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 
 def parse_access_keys(text: str, source: str = "the configuration") -> dict[str, str]:
-    """``"AKID:SECRET,AKID2:SECRET2"`` -> ``{AKID: SECRET, ...}``."""
+    """``"AKID:SECRET,AKID2:SECRET2:USER"`` -> ``{AKID: SECRET, ...}`` (the optional third
+    field names the user a key acts as, see ``parse_access_key_users``)."""
     keys: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
-        akid, sep, secret = item.partition(":")
-        if not sep or not akid or not secret:
+        akid, sep, rest = item.partition(":")
+        secret, _, user = rest.partition(":")
+        if not sep or not akid or not secret or (_ and not user):
             raise ConfigError(
-                f"aws_access_keys in {source}: expected ACCESS_KEY:SECRET pairs separated by "
-                f"commas, got {item.split(':')[0]!r}..."
+                f"aws_access_keys in {source}: expected ACCESS_KEY:SECRET[:USER] items separated"
+                f" by commas, got {item.split(':')[0]!r}..."
             )
         keys[akid] = secret
     return keys
+
+
+def parse_access_key_users(text: str) -> dict[str, str]:
+    """``{AKID: USER}`` for the keys of ``aws_access_keys`` that name a user."""
+    users: dict[str, str] = {}
+    for item in text.split(","):
+        parts = item.strip().split(":", 2)
+        if len(parts) == 3 and parts[2]:
+            users[parts[0]] = parts[2]
+    return users
+
+
+def parse_lambda_endpoints(text: str, source: str = "the configuration") -> dict[str, str]:
+    """``"arn:aws:lambda:REGION:ACCOUNT:function:NAME=http://host:port/path,..."`` ->
+    ``{function ARN: URL}`` (Step Functions Lambda tasks)."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        arn, sep, url = item.partition("=")
+        if not sep or ":function:" not in arn or not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"sfn_lambda_endpoints in {source}: expected FUNCTION_ARN=http(s)://URL items "
+                f"separated by commas, got {item[:80]!r}"
+            )
+        out[arn.strip()] = url.strip()
+    return out
 
 
 def parse_peers(text: str, source: str = "the configuration") -> dict[str, tuple[str, int]]:
@@ -288,4 +386,19 @@ def build(
         raise ConfigError(f"cluster_port {cfg.cluster_port} is out of range 0-65535")
     if cfg.aws_auth == "verify" and not parse_access_keys(cfg.aws_access_keys):
         raise ConfigError("aws_auth is 'verify' but aws_access_keys names no key")
+    _check_tls(cfg)
     return cfg
+
+
+def _check_tls(cfg: Config) -> None:
+    if cfg.tls_cert_file and not cfg.tls_key_file:
+        raise ConfigError("tls_cert_file is set but tls_key_file is not: TLS needs both")
+    if cfg.tls_key_file and not cfg.tls_cert_file:
+        raise ConfigError("tls_key_file is set but tls_cert_file is not: TLS needs both")
+    if cfg.tls_verify_peer != "none" and not cfg.tls_ca_file:
+        raise ConfigError(
+            f"tls_verify_peer is {cfg.tls_verify_peer!r} but tls_ca_file is not set: client "
+            "certificates are checked against it"
+        )
+    if cfg.http_tls == "required" and not cfg.tls_cert_file:
+        raise ConfigError("http_tls is 'required' but tls_cert_file is not set")

@@ -45,11 +45,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from broker.alarms import Alarms
 from broker.config import Config, parse_peers
+from broker.connections import ConnectionRegistry
 from broker.core import commands as C
 from broker.core.codec import decode_entry, encode_entry
 from broker.core.machine import Machine, Meta
 from broker.core.model import SESSION_CONNECTION_SHIFT, CoreError, connection_of
+from broker.metrics import FsyncHistogram, QueueStats
 from broker.runtime import Clock, SystemClock
 from storage.commit import BacklogFull, GroupCommitter
 from storage.log import LogError, SegmentedLog
@@ -136,6 +139,12 @@ class Node:
         self.sessions: dict[int, SessionSink] = {}
         self.listeners: list[dict[str, Any]] = []
         self.mqtt_hub: Any = None  # the MQTT listener's shared state, for statistics
+        #: open client connections, per-queue message counters, fsync latencies (metrics)
+        self.connections = ConnectionRegistry()
+        self.queue_stats = QueueStats()
+        self.fsync_seconds = FsyncHistogram()
+        #: resource alarms (memory, disk): publishers are blocked while one is raised
+        self.alarms = Alarms.from_config(config)
         self.applied_index = 0
         self.snapshot_index = 0
         self.recovered_entries = 0
@@ -235,6 +244,7 @@ class Node:
             fsync=self.config.fsync,  # type: ignore[arg-type]
             fsync_interval_ms=self.config.fsync_interval_ms,
             pending_bytes_max=self.config.pending_bytes_max,
+            on_fsync=self.fsync_seconds.observe,
             term=TERM_SINGLE_NODE,
         )
         log.info(
@@ -359,6 +369,7 @@ class Node:
                 raise ValueError(f"channel {channel} out of range")
             session = connection_of(connection) | channel
         self.sessions[session] = sink
+        self.connections.session_opened(session, sink)
         return session
 
     def forget_session(self, session: int) -> None:
@@ -428,9 +439,18 @@ class Node:
     # -- applying ------------------------------------------------------------------------------
 
     def _apply(self, meta: Meta, cmd: list[Any]) -> Any:
+        op = cmd[0]
+        settling = self.queue_stats.settling(self.machine, cmd) if op == C.SETTLE else None
         reply, effects = self.machine.apply(meta, cmd)
         if effects:
             self._run_effects(effects)
+        if op == C.PUBLISH:
+            if not isinstance(reply, CoreError):
+                self.queue_stats.published += len(cmd[3])
+        elif settling:
+            self.queue_stats.settled(cmd, settling, reply)
+        elif op == C.GET:
+            self.queue_stats.got(self.machine, cmd, reply)
         if self._ready_watch:
             self._wake_ready()
         return reply
@@ -461,8 +481,11 @@ class Node:
 
     def _run_effects(self, effects: list[Any]) -> None:
         sessions = self.sessions
+        delivered = self.queue_stats.delivered
         for effect in effects:
             kind = effect[0]
+            if kind == "deliver":
+                delivered(self.machine, effect[1], effect[2], len(effect[4]))
             sink = sessions.get(effect[1])
             if sink is None:
                 # The session went away; its SESSION_DOWN returns these messages to the queue.

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Set
 from typing import Protocol
 
 import trio
 
+from protocols._tls import TLS, TLSStream
+
 log = logging.getLogger("polymq.server")
 
-Handler = Callable[[trio.SocketStream], Awaitable[None]]
+#: A connection as the protocol loops see it: plain TCP, or TLS over TCP (``socket`` is the TCP
+#: socket in both)
+ConnStream = trio.SocketStream | TLSStream
+
+Handler = Callable[[ConnStream], Awaitable[None]]
 
 
 class Output(Protocol):
@@ -25,13 +32,43 @@ class Output(Protocol):
     def on_output_flushed(self) -> None: ...
 
 
+class ResourceAlarms(Protocol):
+    """What the front ends need of the node's resource alarms (``broker.alarms.Alarms``):
+    while any is raised, a connection whose received data publishes is held unread."""
+
+    def raised(self) -> Set[str]: ...
+
+    async def wait_cleared(self) -> None: ...
+
+    def connection_blocked(self, protocol: str, blocked: bool) -> None: ...
+
+    def request_refused(self) -> None: ...
+
+
+async def hold_publisher(alarms: ResourceAlarms, protocol: str, wire: Wire | None = None) -> None:
+    """Hold the calling reader until every resource alarm has cleared. The peer's silence is not
+    held against it meanwhile (``wire.last_recv`` is out of reach of the heartbeat check, as
+    RabbitMQ pauses its heartbeat monitor on a blocked connection)."""
+    alarms.connection_blocked(protocol, True)
+    if wire is not None:
+        wire.last_recv = math.inf
+    try:
+        await alarms.wait_cleared()
+    finally:
+        alarms.connection_blocked(protocol, False)
+        if wire is not None:
+            wire.last_recv = trio.current_time()
+
+
 class Wire:
     """One connection's socket and the signals between its reader and its writer task: the
     reader (and the core's deliveries) append to the connection's output and ``wake_writer``;
     the writer sends one joined buffer per wake and sets ``drained`` when nothing is left."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: ConnStream) -> None:
         self.stream = stream
+        #: the node's resource alarms, for a front end that holds publishers (None: never)
+        self.alarms: ResourceAlarms | None = None
         self.wake = trio.Event()
         self.drained = trio.Event()
         self.pending_bytes = 0
@@ -112,12 +149,25 @@ def fmt_peer(peer: tuple[str, int] | None) -> str:
     return "" if peer is None else f"{peer[0]}:{peer[1]}"
 
 
-class ConnectionLimiter:
-    """Counts a listener's open connections; past ``connections_max`` new ones are closed."""
+class ConnectionRegistry(Protocol):
+    """Where open connections are recorded (the management API lists them): ``opened`` runs
+    in the connection's task before its handler, ``closed`` after it."""
 
-    def __init__(self, name: str, connections_max: int) -> None:
+    def opened(self, protocol: str, stream: trio.SocketStream) -> object: ...
+
+    def closed(self, record: object) -> None: ...
+
+
+class ConnectionLimiter:
+    """Counts a listener's open connections; past ``connections_max`` new ones are closed.
+    With a ``registry``, each accepted connection is recorded there under ``name``."""
+
+    def __init__(
+        self, name: str, connections_max: int, registry: ConnectionRegistry | None = None
+    ) -> None:
         self.name = name
         self.connections_max = connections_max
+        self.registry = registry
         self.open = 0
         self.accepted = 0
         self.refused = 0
@@ -127,8 +177,14 @@ class ConnectionLimiter:
 
 
 async def serve(
-    listeners: list[trio.SocketListener], handler: Handler, limiter: ConnectionLimiter
+    listeners: list[trio.SocketListener],
+    handler: Handler,
+    limiter: ConnectionLimiter,
+    tls: TLS | None = None,
 ) -> None:
+    """Serve ``listeners`` with ``handler``; with ``tls`` each connection is handshaken first
+    (in its own task, under the handshake timeout) and a failed handshake ends only it."""
+
     async def guarded(stream: trio.SocketStream) -> None:
         if limiter.open >= limiter.connections_max:
             limiter.refused += 1
@@ -140,14 +196,23 @@ async def serve(
             return
         limiter.open += 1
         limiter.accepted += 1
+        registry = limiter.registry
+        record = None if registry is None else registry.opened(limiter.name, stream)
         try:
-            await handler(stream)
+            if tls is None:
+                await handler(stream)
+            else:
+                conn = await tls.handshake(stream, limiter.name)
+                if conn is not None:
+                    await handler(conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
             log.exception("connection handler failed", extra={"listener": limiter.name})
         finally:
             limiter.open -= 1
+            if registry is not None:
+                registry.closed(record)
             await trio.aclose_forcefully(stream)
 
     async with trio.open_nursery() as nursery:

@@ -28,6 +28,7 @@ fsync policies (what a crash of the machine can lose):
 from __future__ import annotations
 
 import queue
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -83,7 +84,9 @@ class GroupCommitter:
         pending_bytes_max: int = 64 << 20,
         retained_bytes_max: int = 64 << 20,
         term: int = 1,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_fsync``, when given, is called with the seconds each fsync took (metrics)."""
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"unknown fsync policy {fsync!r}")
         if fsync_interval_ms <= 0:
@@ -95,6 +98,7 @@ class GroupCommitter:
         self._payload_bytes_max = log.payload_bytes_max
         self._retained_bytes_max = retained_bytes_max
         self._term = term
+        self._on_fsync = on_fsync
         # Entries already in the log when the committer starts count as committed.
         self._commit = log.last_index
         self._taken = log.last_index  # highest index handed to the log
@@ -352,6 +356,7 @@ class GroupCommitter:
         Like ``trio.to_thread.run_sync`` without ``abandon_on_cancel``, a cancel is only delivered
         once the fsync has returned.
         """
+        started = time.perf_counter()
         self._fsync_requests.put(current_task())
         try:
             # The worker reschedules this task with the outcome of ``log.sync``.
@@ -360,6 +365,8 @@ class GroupCommitter:
             self._die(exc)
             raise
         self._stats["fsyncs"] += 1
+        if self._on_fsync is not None:
+            self._on_fsync(time.perf_counter() - started)
 
     def _retain(self, first: int, batch: list[bytes], batch_bytes: int) -> None:
         retained = self._retained
@@ -371,12 +378,15 @@ class GroupCommitter:
 
     async def _sync(self) -> None:
         """fsync the log in a worker thread; the caller holds ``_io_lock``."""
+        started = time.perf_counter()
         try:
             await trio.to_thread.run_sync(self._log.sync)
         except BaseException as exc:
             self._die(exc)
             raise
         self._stats["fsyncs"] += 1
+        if self._on_fsync is not None:
+            self._on_fsync(time.perf_counter() - started)
 
     def _die(self, exc: BaseException) -> None:
         if self._failed is None:

@@ -24,7 +24,9 @@ Mapping (DESIGN.md section 3):
   destination and SNS topic -> binding to a durable delivery queue
   ``events-delivery:<bus>/<rule>/<target>`` drained by a worker task of this adapter (HTTP
   with the connection's auth, RetryPolicy with backoff, DeadLetterConfig; for SNS, a publish
-  to the topic with the SNS publish block). Other target types are stored and listed, not
+  to the topic with the SNS publish block); a Step Functions state machine -> the same kind
+  of delivery queue, whose worker starts an execution through ``state_machine_target`` (the
+  hook the Step Functions adapter sets). Other target types are stored and listed, not
   delivered.
 * PutEvents publishes every entry of a bus in one persistent publish; the reply leaves after
   the publish took effect (on disk when a durable target matched).
@@ -234,6 +236,9 @@ class EventsAdapter:
         self._replays: dict[str, Replay] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # connection name -> (token, expiry)
         self._nursery: trio.Nursery | None = None
+        #: starts an execution for a state machine target: (state machine ARN, event body);
+        #: set by the Step Functions adapter, raises ServiceError to have the delivery retried
+        self.state_machine_target: Callable[[str, bytes], Awaitable[None]] | None = None
         self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "PutEvents": self.put_events,
             "PutRule": self.put_rule,
@@ -475,6 +480,9 @@ class EventsAdapter:
         if service == "events" and resource.startswith("event-bus/"):
             return "exchange", BUS_PREFIX + resource[len("event-bus/") :]
         if (service == "events" and resource.startswith("api-destination/")) or service == "sns":
+            return "queue", f"{DELIVERY_PREFIX}{bus}/{rule}/{target['Id']}"
+        if service == "states" and resource.startswith("stateMachine:"):
+            # started by the hook the Step Functions adapter registers (state_machine_target)
             return "queue", f"{DELIVERY_PREFIX}{bus}/{rule}/{target['Id']}"
         return None
 
@@ -1739,10 +1747,20 @@ class EventsAdapter:
         body: bytes,
     ) -> None:
         arn = str(target.get("Arn", ""))
+        outcome: tuple[bool, str, str] | None
         try:
-            if ":sns:" in arn:
+            if ":states:" in arn and ":stateMachine:" in arn:
+                if self.state_machine_target is None:
+                    outcome = (True, "SDK_CLIENT_ERROR", "Step Functions is not served")
+                else:
+                    try:
+                        await self.state_machine_target(arn, body)
+                        outcome = None
+                    except ServiceError as exc:
+                        outcome = (exc.code != "StateMachineDoesNotExist", exc.code, exc.message)
+            elif ":sns:" in arn:
                 await self._forward_sns(arn, props, body)
-                outcome: tuple[bool, str, str] | None = None
+                outcome = None
             else:
                 outcome = await self._invoke_api(arn, target, body)
         except BrokerError as exc:

@@ -1,5 +1,5 @@
-"""A small read-only HTTP endpoint on the admin port: health, an overview of the node, the
-queues/exchanges/bindings of a vhost, and Prometheus metrics.
+"""The admin port: the management API and page (``broker.admin.api``), Prometheus metrics,
+health, and users/vhosts/permissions (``broker.admin.users``).
 
 Served with h11 over trio. Requests are bounded (``http_request_bytes_max``), connections are
 bounded (``http_connections_max``: past it new connections get 503 and are closed), and every
@@ -8,16 +8,16 @@ connection has an idle timeout.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 import trio
 
 from broker import __version__
+from broker.admin import users as admin_users
+from broker.admin.api import ManagementApi
 from broker.node import Node
 
 log = logging.getLogger("polymq.admin")
@@ -33,15 +33,7 @@ class AdminServer:
         cfg = node.config
         self.request_bytes_max = cfg.http_request_bytes_max
         self.connections_max = cfg.http_connections_max
-        self.routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
-            "/api/health": self._health,
-            "/api/overview": self._overview,
-            "/api/queues": self._queues,
-            "/api/exchanges": self._exchanges,
-            "/api/bindings": self._bindings,
-            "/api/cluster": self._cluster,
-            "/metrics": self._metrics,
-        }
+        self.api = ManagementApi(node)
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         await trio.serve_listeners(self.handle, listeners)
@@ -91,8 +83,9 @@ class AdminServer:
                 return
             if not isinstance(event, h11.Request):
                 return
-            # Drain a request body within the limit; this endpoint does not take one.
+            # Read the request body within the limit (POST publish and get take one).
             body_bytes = 0
+            chunks: list[bytes] = []
             while True:
                 nxt = conn.next_event()
                 if nxt is h11.NEED_DATA:
@@ -103,6 +96,7 @@ class AdminServer:
                     continue
                 if isinstance(nxt, h11.Data):
                     body_bytes += len(nxt.data)
+                    chunks.append(bytes(nxt.data))
                     if body_bytes > self.request_bytes_max:
                         await self._send(
                             stream, conn, 413, "text/plain", b"request too large", True
@@ -110,7 +104,11 @@ class AdminServer:
                         return
                     continue
                 break
-            status, ctype, body = self._route(event)
+            peer = getattr(getattr(stream, "socket", None), "getpeername", lambda: None)()
+            mine = await admin_users.route(self.node, event, b"".join(chunks), peer)
+            status, ctype, body = (
+                mine if mine is not None else await self._route(event, b"".join(chunks))
+            )
             await self._send(stream, conn, status, ctype, body, False)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
@@ -143,126 +141,10 @@ class AdminServer:
             return
         await stream.send_all(data)
 
-    def _route(self, request: h11.Request) -> tuple[int, str, bytes]:
+    async def _route(self, request: h11.Request, payload: bytes = b"") -> tuple[int, str, bytes]:
         method = request.method.decode("ascii", "replace")
-        path = unquote(urlsplit(request.target.decode("ascii", "replace")).path)
-        handler = self.routes.get(path.rstrip("/") or "/")
-        if handler is None:
-            return _json(404, {"error": "not_found", "reason": f"no such resource {path}"})
-        if method not in ("GET", "HEAD"):
-            return _json(405, {"error": "method_not_allowed", "reason": f"{method} {path}"})
-        return handler()
-
-    # -- resources -----------------------------------------------------------------------------
-
-    def _health(self) -> tuple[int, str, bytes]:
-        return _json(200, {"status": "ok"})
-
-    def _overview(self) -> tuple[int, str, bytes]:
-        node = self.node
-        return _json(
-            200,
-            {
-                "product_name": "polymq",
-                "product_version": __version__,
-                "node": node.config.node_id,
-                "listeners": node.listeners,
-                "statistics": node.statistics(),
-            },
-        )
-
-    def _queues(self) -> tuple[int, str, bytes]:
-        return _json(200, self.node.machine.list_queues("/"))
-
-    def _exchanges(self) -> tuple[int, str, bytes]:
-        return _json(200, self.node.machine.list_exchanges("/"))
-
-    def _bindings(self) -> tuple[int, str, bytes]:
-        return _json(200, self.node.machine.list_bindings("/"))
-
-    def _cluster(self) -> tuple[int, str, bytes]:
-        cluster = self.node.cluster
-        if cluster is None:
-            # a single node is its own leader; "lag" is what is committed but not applied
-            index = self.node.applied_index
-            return _json(
-                200,
-                {
-                    "node": self.node.config.node_id,
-                    "role": "single",
-                    "leader": self.node.config.node_id,
-                    "term": 1,
-                    "commit_index": index,
-                    "applied_index": index,
-                    "lag": 0,
-                    "peers": {},
-                },
-            )
-        return _json(200, cluster.status())
-
-    def _metrics(self) -> tuple[int, str, bytes]:
-        node = self.node
-        stats = node.statistics()
-        lines = [
-            "# HELP polymq_applied_index Index of the last applied log entry.",
-            "# TYPE polymq_applied_index gauge",
-            f"polymq_applied_index {stats['applied_index']}",
-            "# HELP polymq_commands_total Commands submitted, by path.",
-            "# TYPE polymq_commands_total counter",
-            f'polymq_commands_total{{path="logged"}} {stats["commands_logged"]}',
-            f'polymq_commands_total{{path="local"}} {stats["commands_local"]}',
-            "# HELP polymq_sessions Open sessions.",
-            "# TYPE polymq_sessions gauge",
-            f"polymq_sessions {stats['sessions']}",
-            "# HELP polymq_queue_messages_ready Messages ready for delivery.",
-            "# TYPE polymq_queue_messages_ready gauge",
-        ]
-        queues = node.machine.list_queues("/")
-        for q in queues:
-            lines.append(
-                f'polymq_queue_messages_ready{{vhost="/",queue="{_esc(q["name"])}"}} '
-                f"{q['messages_ready']}"
-            )
-        lines.append("# HELP polymq_queue_messages_unacked Messages delivered and not settled.")
-        lines.append("# TYPE polymq_queue_messages_unacked gauge")
-        for q in queues:
-            lines.append(
-                f'polymq_queue_messages_unacked{{vhost="/",queue="{_esc(q["name"])}"}} '
-                f"{q['messages_unacked']}"
-            )
-        commit = stats.get("commit") or {}
-        for key in ("fsyncs", "batches", "records"):
-            if key in commit:
-                lines.append(f"# TYPE polymq_log_{key}_total counter")
-                lines.append(f"polymq_log_{key}_total {commit[key]}")
-        hub = node.mqtt_hub
-        if hub is not None:
-            lines += [
-                "# HELP polymq_mqtt_connections Open MQTT sessions.",
-                "# TYPE polymq_mqtt_connections gauge",
-                f"polymq_mqtt_connections {len(hub.connections)}",
-                "# HELP polymq_mqtt_session_overflow_total QoS 1/2 messages refused by a full"
-                " session queue.",
-                "# TYPE polymq_mqtt_session_overflow_total counter",
-                f"polymq_mqtt_session_overflow_total {hub.session_overflows}",
-                "# TYPE polymq_mqtt_messages_received_total counter",
-                f"polymq_mqtt_messages_received_total {hub.messages_in}",
-                "# TYPE polymq_mqtt_messages_sent_total counter",
-                f"polymq_mqtt_messages_sent_total {hub.messages_out}",
-            ]
-        body = ("\n".join(lines) + "\n").encode()
-        return 200, "text/plain; version=0.0.4", body
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _json(status: int, value: Any) -> tuple[int, str, bytes]:
-    return status, "application/json", json.dumps(value, default=_default).encode()
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+        path = urlsplit(request.target.decode("ascii", "replace")).path
+        status, ctype, body = await self.api.handle(method, path, payload)
+        if method == "HEAD":
+            body = b""
+        return status, ctype, body

@@ -34,6 +34,15 @@ op  name              fields after the opcode                              reply
 16  SESSIONS_RESET    (none)                                               None
 17  SET_QUEUE_ARGS    session, vhost, name, arguments                      None
 18  SET_EXCH_ARGS     vhost, name, arguments                               None
+19  PUT_USER          name, password_hash, tags                            None
+20  DELETE_USER       name                                                 None
+21  SET_PERMISSIONS   user, vhost, configure, write, read                  None
+22  CLEAR_PERMISSIONS user, vhost                                          None
+23  SET_TOPIC_PERMS   user, vhost, exchange, write, read                   None
+24  CLEAR_TOPIC_PERMS user, vhost, exchange (None: every exchange)         None
+25  ADD_VHOST         name                                                 True if created
+26  DELETE_VHOST      name                                                 None
+27  SEED_USER         name, password_hash, tags, vhost                     True if created
 ==  ================  ===================================================  ===================
 
 ``msgs`` of PUBLISH is a list of ``[routing_key, props, body, flags]`` (flags bit 0:
@@ -51,6 +60,10 @@ SET_QUEUE_ARGS replaces a queue's arguments (all but ``x-max-priority`` and ``x-
 change; SQS SetQueueAttributes); SET_EXCH_ARGS an exchange's (SNS topic attributes,
 EventBridge rules).
 
+Users, permissions and vhosts (19-27) are always logged; ``password_hash`` is RabbitMQ's
+salted SHA-256 hash (or None: no password login), never a password. SEED_USER creates the
+default user with every permission on ``vhost`` the first time only (see access.py).
+
 ``exclusive`` of DECLARE_QUEUE makes ``session`` the owner. ``dest_kind`` is
 ``"queue"`` or ``"exchange"``. SETTLE ``op`` is one of ``SETTLE_COMPLETE``,
 ``SETTLE_REQUEUE``, ``SETTLE_DISCARD``, ``SETTLE_MODIFY``; ``delay_ms`` only
@@ -65,9 +78,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MACHINE_VERSION = 2
+MACHINE_VERSION = 3
 #: Snapshot versions this machine can restore.
-MACHINE_VERSIONS_READABLE = (1, 2)
+MACHINE_VERSIONS_READABLE = (1, 2, 3)
 
 DECLARE_EXCHANGE = 1
 DELETE_EXCHANGE = 2
@@ -87,6 +100,17 @@ TICK = 15
 SESSIONS_RESET = 16
 SET_QUEUE_ARGUMENTS = 17
 SET_EXCHANGE_ARGUMENTS = 18
+PUT_USER = 19
+DELETE_USER = 20
+SET_PERMISSIONS = 21
+CLEAR_PERMISSIONS = 22
+SET_TOPIC_PERMISSIONS = 23
+CLEAR_TOPIC_PERMISSIONS = 24
+ADD_VHOST = 25
+DELETE_VHOST = 26
+SEED_USER = 27
+#: commands on users, permissions and vhosts: always logged
+AUTH_OPS = frozenset(range(PUT_USER, SEED_USER + 1))
 
 #: Number of fields after the opcode, per opcode.
 ARITY: dict[int, int] = {
@@ -108,6 +132,15 @@ ARITY: dict[int, int] = {
     SESSIONS_RESET: 0,
     SET_QUEUE_ARGUMENTS: 4,
     SET_EXCHANGE_ARGUMENTS: 3,
+    PUT_USER: 3,
+    DELETE_USER: 1,
+    SET_PERMISSIONS: 5,
+    CLEAR_PERMISSIONS: 2,
+    SET_TOPIC_PERMISSIONS: 5,
+    CLEAR_TOPIC_PERMISSIONS: 3,
+    ADD_VHOST: 1,
+    DELETE_VHOST: 1,
+    SEED_USER: 4,
 }
 
 NAMES: dict[int, str] = {
@@ -129,6 +162,15 @@ NAMES: dict[int, str] = {
     SESSIONS_RESET: "SESSIONS_RESET",
     SET_QUEUE_ARGUMENTS: "SET_QUEUE_ARGUMENTS",
     SET_EXCHANGE_ARGUMENTS: "SET_EXCHANGE_ARGUMENTS",
+    PUT_USER: "PUT_USER",
+    DELETE_USER: "DELETE_USER",
+    SET_PERMISSIONS: "SET_PERMISSIONS",
+    CLEAR_PERMISSIONS: "CLEAR_PERMISSIONS",
+    SET_TOPIC_PERMISSIONS: "SET_TOPIC_PERMISSIONS",
+    CLEAR_TOPIC_PERMISSIONS: "CLEAR_TOPIC_PERMISSIONS",
+    ADD_VHOST: "ADD_VHOST",
+    DELETE_VHOST: "DELETE_VHOST",
+    SEED_USER: "SEED_USER",
 }
 
 SETTLE_COMPLETE = 0
@@ -329,3 +371,43 @@ def cmd_set_queue_arguments(
 
 def cmd_set_exchange_arguments(vhost: str, name: str, arguments: dict[str, Any]) -> Command:
     return [SET_EXCHANGE_ARGUMENTS, vhost, name, arguments]
+
+
+def cmd_put_user(name: str, password_hash: str | None, tags: list[str]) -> Command:
+    return [PUT_USER, name, password_hash, list(tags)]
+
+
+def cmd_delete_user(name: str) -> Command:
+    return [DELETE_USER, name]
+
+
+def cmd_set_permissions(user: str, vhost: str, configure: str, write: str, read: str) -> Command:
+    return [SET_PERMISSIONS, user, vhost, configure, write, read]
+
+
+def cmd_clear_permissions(user: str, vhost: str) -> Command:
+    return [CLEAR_PERMISSIONS, user, vhost]
+
+
+def cmd_set_topic_permissions(
+    user: str, vhost: str, exchange: str, write: str, read: str
+) -> Command:
+    return [SET_TOPIC_PERMISSIONS, user, vhost, exchange, write, read]
+
+
+def cmd_clear_topic_permissions(user: str, vhost: str, exchange: str | None = None) -> Command:
+    return [CLEAR_TOPIC_PERMISSIONS, user, vhost, exchange]
+
+
+def cmd_add_vhost(name: str) -> Command:
+    return [ADD_VHOST, name]
+
+
+def cmd_delete_vhost(name: str) -> Command:
+    return [DELETE_VHOST, name]
+
+
+def cmd_seed_user(
+    name: str, password_hash: str | None, tags: list[str], vhost: str = "/"
+) -> Command:
+    return [SEED_USER, name, password_hash, list(tags), vhost]

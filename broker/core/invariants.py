@@ -18,6 +18,8 @@ Each failure raises AssertionError naming the entity and the broken rule:
 7. Timers: every queue head with an expiry, every lease, and every queue subject to
    x-expires has a heap entry due no later than it.
 8. Message ids are unique across the machine.
+9. Users and permissions (access.py): permissions name existing users and vhosts, their
+   patterns compile, password hashes are well formed.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def check_invariants(machine: Machine) -> None:
                     )
                 ):
                     _fail(f"destination index lists a stale binding to {dkind}:{dest}")
+    machine.auth.check(machine.vhosts)
     # sessions
     for sid, s in machine.sessions.items():
         if s.id != sid:

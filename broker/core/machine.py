@@ -43,6 +43,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 from broker.core import commands as C
+from broker.core.access import AuthState
 from broker.core.model import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -132,6 +133,8 @@ EQUIVALENT_QUEUE_ARGS = (
 )
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 MAX_PRIORITY_MAX = 255
+VHOST_NAME_CHARS_MAX = 255
+VHOSTS_MAX = 10_000
 
 
 def _fmt(v: Any) -> str:
@@ -186,6 +189,8 @@ class Machine:
         self.now = 0
         self.vhosts: dict[str, VHost] = {"/": VHost("/")}
         self.sessions: dict[int, Session] = {}
+        #: users, permissions, topic permissions (access.py)
+        self.auth = AuthState()
         self.local_counter = 0
         self.overflow_counter = 0
         #: replicated mode (a cluster): see rule 7
@@ -222,6 +227,15 @@ class Machine:
             C.SESSIONS_RESET: self._sessions_reset,
             C.SET_QUEUE_ARGUMENTS: self._set_queue_arguments,
             C.SET_EXCHANGE_ARGUMENTS: self._set_exchange_arguments,
+            C.PUT_USER: self._put_user,
+            C.DELETE_USER: self._delete_user,
+            C.SET_PERMISSIONS: self._set_permissions,
+            C.CLEAR_PERMISSIONS: self._clear_permissions,
+            C.SET_TOPIC_PERMISSIONS: self._set_topic_permissions,
+            C.CLEAR_TOPIC_PERMISSIONS: self._clear_topic_permissions,
+            C.ADD_VHOST: self._add_vhost,
+            C.DELETE_VHOST: self._delete_vhost,
+            C.SEED_USER: self._seed_user,
         }
 
     # ------------------------------------------------------------------ apply
@@ -1749,6 +1763,59 @@ class Machine:
                 return True
         return False
 
+    # ------------------------------------------------------------------ users and vhosts
+
+    def _put_user(self, cmd: list[Any]) -> Any:
+        return self.auth.put_user(cmd[1], cmd[2], cmd[3])
+
+    def _delete_user(self, cmd: list[Any]) -> Any:
+        return self.auth.delete_user(cmd[1])
+
+    def _set_permissions(self, cmd: list[Any]) -> Any:
+        return self.auth.set_permissions(cmd[1], cmd[2], cmd[3:6], self.vhosts)
+
+    def _clear_permissions(self, cmd: list[Any]) -> Any:
+        return self.auth.clear_permissions(cmd[1], cmd[2], self.vhosts)
+
+    def _set_topic_permissions(self, cmd: list[Any]) -> Any:
+        return self.auth.set_topic_permissions(cmd[1], cmd[2], cmd[3], cmd[4:6], self.vhosts)
+
+    def _clear_topic_permissions(self, cmd: list[Any]) -> Any:
+        return self.auth.clear_topic_permissions(cmd[1], cmd[2], cmd[3], self.vhosts)
+
+    def _seed_user(self, cmd: list[Any]) -> Any:
+        return self.auth.seed(cmd[1], cmd[2], cmd[3], cmd[4], self.vhosts)
+
+    def _add_vhost(self, cmd: list[Any]) -> Any:
+        name = cmd[1]
+        if not isinstance(name, str) or not name or len(name) > VHOST_NAME_CHARS_MAX:
+            return CoreError(
+                PRECONDITION_FAILED,
+                f"PRECONDITION_FAILED - a vhost name is 1-{VHOST_NAME_CHARS_MAX} characters",
+            )
+        if name in self.vhosts:
+            return False
+        if len(self.vhosts) >= VHOSTS_MAX:
+            return CoreError(
+                PRECONDITION_FAILED, f"PRECONDITION_FAILED - at most {VHOSTS_MAX} vhosts"
+            )
+        self.vhosts[name] = VHost(name)
+        return True
+
+    def _delete_vhost(self, cmd: list[Any]) -> Any:
+        """Delete a vhost with its queues (consumers are cancelled, held messages go), its
+        exchanges and bindings, and every permission in it."""
+        vh = self.vhosts.get(cmd[1]) if isinstance(cmd[1], str) else None
+        if vh is None:
+            return CoreError(NOT_FOUND, f"NOT_FOUND - no vhost '{cmd[1]}'")
+        for name in sorted(vh.queues):
+            q = vh.queues.get(name)
+            if q is not None:
+                self._delete_queue(vh, q)
+        del self.vhosts[vh.name]
+        self.auth.vhost_deleted(vh.name)
+        return None
+
     # ------------------------------------------------------------------ persistence rules
 
     def _queue_logged(self, vhost: Any, name: Any) -> bool:
@@ -1798,6 +1865,8 @@ class Machine:
                 # the session prefetch decides later logged deliveries: always logged
                 return True
             return s is not None and self._session_logged(s)
+        if op in C.AUTH_OPS:
+            return True
         if op == C.TICK:
             return self.durable_due(self.now if now_ms is None else max(now_ms, self.now))
         return bool(op == C.SESSIONS_RESET)

@@ -4,6 +4,11 @@ Layout (msgpack, every collection in a canonical order so that the same command
 stream always gives the same bytes)::
 
     [MACHINE_VERSION, now, overflow_counter, vhosts, sessions]
+    [MACHINE_VERSION, now, overflow_counter, vhosts, sessions, auth]  (version 3)
+    auth     = [seeded, users, permissions, topic_permissions]       (see access.py)
+    users    = [[name, password_hash, tags], ...]
+    permissions = [[user, vhost, configure, write, read], ...]
+    topic_permissions = [[user, vhost, exchange, write, read], ...]
     vhost    = [name, exchanges, queues, bindings]
     exchange = [name, type, durable, auto_delete, internal, arguments]   (not the defaults)
     queue    = [name, auto_delete, arguments, next_seq, last_used, consumer_order, messages]
@@ -19,6 +24,9 @@ stream always gives the same bytes)::
     session  = [id, prefetch, consumers, gone_ids]
     consumer = [tag, vhost, queue, prefetch, no_ack, exclusive, priority, arguments]
 
+From version 3 the vhost list is the whole set of vhosts (a deleted "/" stays deleted); an
+older snapshot has no users (the node seeds the default one, as on an empty data directory).
+
 Only durable exchanges, durable non-exclusive queues, bindings between them, logged
 messages (ids below ``LOCAL_ID_BASE``) and the consumers on those queues are kept.
 """
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from broker.core.access import AuthState
 from broker.core.commands import MACHINE_VERSION, MACHINE_VERSIONS_READABLE
 from broker.core.model import LOCAL_ID_BASE
 from broker.core.queue import NO_DEDUP, NO_DELAYED, Consumer, Message, Queue, Session
@@ -150,7 +159,14 @@ def dump_snapshot(machine: Machine) -> bytes:
         if consumers or gone or held or s.prefetch:
             sessions.append([sid, s.prefetch, consumers, gone])
     data = msgpack.packb(
-        [MACHINE_VERSION, machine.now, machine.overflow_counter, vhosts, sessions],
+        [
+            MACHINE_VERSION,
+            machine.now,
+            machine.overflow_counter,
+            vhosts,
+            sessions,
+            machine.auth.dump(),
+        ],
         use_bin_type=True,
     )
     assert isinstance(data, bytes)
@@ -160,13 +176,17 @@ def dump_snapshot(machine: Machine) -> bytes:
 def load_snapshot(machine: Machine, data: bytes) -> None:
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        version, now, overflow, vhosts, sessions = obj
+        version, now, overflow, vhosts, sessions = obj[:5]
+        auth = AuthState.load(obj[5]) if version >= 3 else AuthState()
     except Exception as exc:
         raise SnapshotError(f"unreadable snapshot: {exc}") from None
     if version not in MACHINE_VERSIONS_READABLE:
         raise SnapshotError(f"snapshot version {version}, this machine is {MACHINE_VERSION}")
     machine.now = now
     machine.overflow_counter = overflow
+    machine.auth = auth
+    if version >= 3:
+        machine.vhosts = {}
     # sessions first (consumers need them); their consumers are attached per queue below
     sess: dict[int, Session] = {}
     consumer_rows: dict[tuple[int, str], list[Any]] = {}

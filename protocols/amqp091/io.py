@@ -5,17 +5,31 @@ batch; output accumulates in the processor and a single writer task sends it. Re
 while the unsent output passes ``outbuf_bytes_max`` (a slow consumer slows its own publishers,
 not the node). Heartbeats: sent every half interval when nothing else was sent; a peer silent for
 two intervals is disconnected, as RabbitMQ does.
+
+Resource alarms: while one is raised, a received chunk that holds a basic.publish is not
+processed; the connection gets connection.blocked (when the client advertised the capability),
+is not read, and its heartbeats are not checked until every alarm clears; then
+connection.unblocked and the chunk is processed. Connections that do not publish go on.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from broker.api import Broker
-from protocols._server import Wire, drain, flush_then_discard, write_loop
+from protocols._server import (
+    ConnStream,
+    ResourceAlarms,
+    Wire,
+    drain,
+    flush_then_discard,
+    hold_publisher,
+    write_loop,
+)
 from protocols.amqp091 import codec
 from protocols.amqp091.processor import CLOSED, CLOSING, AMQPConnection, AMQPSettings
 
@@ -33,7 +47,11 @@ class IOLimits:
 
 
 async def handle(
-    stream: trio.SocketStream, broker: Broker, settings: AMQPSettings, limits: IOLimits
+    stream: ConnStream,
+    broker: Broker,
+    settings: AMQPSettings,
+    limits: IOLimits,
+    alarms: ResourceAlarms | None = None,
 ) -> None:
     try:
         peer = stream.socket.getpeername()
@@ -63,7 +81,7 @@ async def handle(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(write_loop, wire, conn)
             nursery.start_soon(_heartbeats, wire, conn)
-            await _reader(wire, conn, limits)
+            await _reader(wire, conn, limits, alarms)
             wire.done = True
             await drain(wire, conn, limits.close_timeout_s)
             nursery.cancel_scope.cancel()
@@ -74,7 +92,9 @@ async def handle(
             await conn.close()
 
 
-async def _reader(wire: Wire, conn: AMQPConnection, limits: IOLimits) -> None:
+async def _reader(
+    wire: Wire, conn: AMQPConnection, limits: IOLimits, alarms: ResourceAlarms | None
+) -> None:
     stream = wire.stream
     decoder = conn.decoder
     closing_deadline: float | None = None
@@ -117,8 +137,23 @@ async def _reader(wire: Wire, conn: AMQPConnection, limits: IOLimits) -> None:
             )
             return
         if events:
+            if alarms is not None and alarms.raised() and _publishes(events):
+                await _blocked(wire, conn, alarms)
             await conn.handle_events(events)
         wire.pending_bytes = sum(map(len, conn.out))
+
+
+def _publishes(events: list[Any]) -> bool:
+    publish = codec.Publish
+    return any(type(ev) is publish for ev in events)
+
+
+async def _blocked(wire: Wire, conn: AMQPConnection, alarms: ResourceAlarms) -> None:
+    conn.block(" & ".join(f"low on {name}" for name in sorted(alarms.raised())))
+    try:
+        await hold_publisher(alarms, "amqp", wire)
+    finally:
+        conn.unblock()
 
 
 async def _heartbeats(wire: Wire, conn: AMQPConnection) -> None:

@@ -96,7 +96,6 @@ class AMQPSettings:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_user_loopback_only: bool = True
-    vhosts: tuple[str, ...] = ("/",)
     prefetch_count_max: int = 65535
     no_ack_window: int = 2000
 
@@ -237,6 +236,8 @@ class AMQPConnection:
         self.closed_reason = ""
         self.deliveries_sent = 0
         self.publishes_received = 0
+        #: held by a resource alarm (connection.blocked sent when the client can take it)
+        self.blocked = False
         # Errors found in callbacks (confirms, publish replies) handled after the current batch.
         self._deferred: list[tuple[int, BrokerError]] = []
         self.autoack_channels: dict[int, Channel] = {}
@@ -286,6 +287,22 @@ class AMQPConnection:
             ids, ch.autoack = ch.autoack, []
             if ids and ch.session and not ch.closing:
                 self.broker.settle_nowait(ch.session, ids, COMPLETE)
+
+    def block(self, reason: str) -> None:
+        """A resource alarm holds this publishing connection: say so with connection.blocked
+        when the client advertised the ``connection.blocked`` capability."""
+        if self.blocked or self.state != OPEN:
+            return
+        self.blocked = True
+        if self.client_capabilities.get("connection.blocked"):
+            self.send_method(0, spec.Connection.Blocked(reason=reason[:255]))
+
+    def unblock(self) -> None:
+        if not self.blocked:
+            return
+        self.blocked = False
+        if self.state == OPEN and self.client_capabilities.get("connection.blocked"):
+            self.send_method(0, spec.Connection.Unblocked())
 
     def take_output(self) -> bytes:
         out = self.out
@@ -543,14 +560,18 @@ class AMQPConnection:
             self._close_silently(f"unsupported authentication mechanism '{mechanism}'")
             return
         s = self.settings
-        ok = user == s.default_user and password == s.default_pass
+        ok = (
+            user is not None
+            and password is not None
+            and self.broker.authenticate(user, password) is not None
+        )
         reason = None
         if not ok:
             reason = (
                 f"Login was refused using authentication mechanism {mechanism}."
                 " For details see the broker logfile."
             )
-        elif s.default_user_loopback_only and not is_loopback(self.peer):
+        elif s.default_user_loopback_only and user == s.default_user and not is_loopback(self.peer):
             reason = f"user '{user}' can only connect via localhost"
         if reason is not None:
             log.info("amqp login refused", extra={"peer": fmt_peer(self.peer), "user": user})
@@ -601,13 +622,12 @@ class AMQPConnection:
 
     def _open(self, method: Any) -> None:
         vhost = method.virtual_host or "/"
-        if vhost not in self.settings.vhosts:
+        try:
+            self.broker.check_vhost(self.user, vhost)
+        except BrokerError as exc:
             raise AMQPError(
-                codec.NOT_ALLOWED,
-                f"vhost {vhost} not found",
-                class_id=10,
-                method_id=40,
-            )
+                exc.code, exc.text.split(" - ", 1)[-1], class_id=10, method_id=40
+            ) from None
         self.vhost = vhost
         self.session = self.broker.open_session(_ConnectionSink())
         self.state = OPEN
@@ -667,9 +687,39 @@ class AMQPConnection:
     async def _ignore(self, ch: Channel, method: Any) -> None:
         pass
 
+    # -- access control ---------------------------------------------------------------------
+    # RabbitMQ's rules (broker/core/access.py): declare/delete need configure, publish write on
+    # the exchange (and topic write of the key), bind write on the destination and read on the
+    # source (and topic read of the key), consume/get/purge read on the queue.
+
+    def _allow(self, kind: str, name: str, permission: str) -> None:
+        self.broker.check(self.user, self.vhost, kind, name, permission)
+
+    def _allow_bind(self, dest_kind: str, dest: str, source: str, routing_key: str) -> None:
+        self._allow(dest_kind, dest, Broker.WRITE)
+        self._allow("exchange", source, Broker.READ)
+        self.broker.check_topic(self.user, self.vhost, source, routing_key, Broker.READ)
+
+    def _publish_refusal(self, exchange: str, msgs: list[Any]) -> BrokerError | None:
+        broker = self.broker
+        try:
+            self._allow("exchange", exchange, Broker.WRITE)
+            if broker.topic_restricted(self.user, self.vhost, exchange):
+                for rk, _props, _body in msgs:
+                    broker.check_topic(self.user, self.vhost, exchange, rk, Broker.WRITE)
+        except BrokerError as exc:
+            return exc
+        return None
+
     # -- exchange class ---------------------------------------------------------------------
 
     async def _exchange_declare(self, ch: Channel, m: Any) -> None:
+        if not m.passive:
+            self._allow("exchange", m.exchange, Broker.CONFIGURE)
+            ae = (m.arguments or {}).get("alternate-exchange")
+            if isinstance(ae, str):
+                self._allow("exchange", ae, Broker.WRITE)
+                self._allow("exchange", m.exchange, Broker.READ)
         await self.broker.declare_exchange(
             m.exchange,
             m.exchange_type,
@@ -684,11 +734,13 @@ class AMQPConnection:
             self.send_method(ch.number, spec.Exchange.DeclareOk())
 
     async def _exchange_delete(self, ch: Channel, m: Any) -> None:
+        self._allow("exchange", m.exchange, Broker.CONFIGURE)
         await self.broker.delete_exchange(m.exchange, vhost=self.vhost, if_unused=m.if_unused)
         if not m.nowait:
             self.send_method(ch.number, spec.Exchange.DeleteOk())
 
     async def _exchange_bind(self, ch: Channel, m: Any) -> None:
+        self._allow_bind("exchange", m.destination, m.source, m.routing_key)
         await self.broker.bind(
             m.source,
             m.destination,
@@ -702,6 +754,7 @@ class AMQPConnection:
             self.send_method(ch.number, spec.Exchange.BindOk())
 
     async def _exchange_unbind(self, ch: Channel, m: Any) -> None:
+        self._allow_bind("exchange", m.destination, m.source, m.routing_key)
         await self.broker.unbind(
             m.source,
             m.destination,
@@ -736,6 +789,12 @@ class AMQPConnection:
                 name = self._queue_name(ch, name, 50, 10)
             else:
                 name = "amq.gen-" + secrets.token_urlsafe(16)[:22]
+        if not m.passive:
+            self._allow("queue", name, Broker.CONFIGURE)
+            dlx = (m.arguments or {}).get("x-dead-letter-exchange")
+            if isinstance(dlx, str):
+                self._allow("exchange", dlx, Broker.WRITE)
+                self._allow("queue", name, Broker.READ)
         ok = await self.broker.declare_queue(
             name,
             vhost=self.vhost,
@@ -759,10 +818,12 @@ class AMQPConnection:
 
     async def _queue_bind(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 50, 20)
+        routing_key = m.routing_key or (queue if not m.queue else "")
+        self._allow_bind("queue", queue, m.exchange, routing_key)
         await self.broker.bind(
             m.exchange,
             queue,
-            m.routing_key or (queue if not m.queue else ""),
+            routing_key,
             vhost=self.vhost,
             session=ch.session,
             arguments=m.arguments or {},
@@ -772,6 +833,7 @@ class AMQPConnection:
 
     async def _queue_unbind(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 50, 50)
+        self._allow_bind("queue", queue, m.exchange, m.routing_key)
         await self.broker.unbind(
             m.exchange,
             queue,
@@ -784,12 +846,14 @@ class AMQPConnection:
 
     async def _queue_purge(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 50, 30)
+        self._allow("queue", queue, Broker.READ)
         count = await self.broker.purge_queue(queue, vhost=self.vhost, session=ch.session)
         if not m.nowait:
             self.send_method(ch.number, spec.Queue.PurgeOk(message_count=count))
 
     async def _queue_delete(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 50, 40)
+        self._allow("queue", queue, Broker.CONFIGURE)
         count = await self.broker.delete_queue(
             queue,
             vhost=self.vhost,
@@ -823,6 +887,7 @@ class AMQPConnection:
 
     async def _basic_consume(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 60, 20)
+        self._allow("queue", queue, Broker.READ)
         tag = m.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)[:22]
         if tag in ch.consumers:
             raise AMQPError(
@@ -869,6 +934,7 @@ class AMQPConnection:
 
     async def _basic_get(self, ch: Channel, m: Any) -> None:
         queue = self._queue_name(ch, m.queue, 60, 70)
+        self._allow("queue", queue, Broker.READ)
         deliveries, remaining = await self.broker.get(
             ch.session, queue, vhost=self.vhost, max_n=1, no_ack=m.no_ack
         )
@@ -994,6 +1060,10 @@ class AMQPConnection:
         exchange = first.exchange
         if exchange == "amq.default":
             exchange = ""
+        refused = self._publish_refusal(exchange, msgs)
+        if refused is not None:
+            self._deferred.append((ch.number, refused))
+            return
         if ch.tx:
             ch.tx_ops.append(TxOp("publish", (exchange, msgs, first.mandatory, run)))
             return

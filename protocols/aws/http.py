@@ -28,6 +28,11 @@ Wire facts this relies on:
   ``keepalive_idle_s`` and a request that takes longer than ``request_timeout_s`` to arrive is
   dropped. A handler exception that is not :class:`AwsError` is logged and answered with 500
   ``InternalFailure``; the connection stays usable.
+* HTTPS on the same port once a certificate is configured (``http_tls = "auto"``, as
+  LocalStack's 4566): the first byte of a connection tells a TLS ClientHello from plain HTTP;
+  ``"required"`` serves HTTPS only.
+* While a resource alarm is raised the publishing calls (``PUBLISHING_ACTIONS``) are answered
+  with the service's throttling error (SDKs back off and retry it); everything else is served.
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ import msgpack
 import trio
 from botocore.model import OperationModel
 
-from protocols._server import ConnectionLimiter
+from protocols._server import ConnectionLimiter, ResourceAlarms
+from protocols._tls import TLS
 from protocols.aws import wire_json, wire_query, wire_rest
+from protocols.aws.access import AwsAccess
 from protocols.aws.errors import AwsError, internal_failure
 from protocols.aws.model import (
     error_http_status,
@@ -171,9 +178,38 @@ class _Deadline:
 #: Common (unmodelled) errors whose JSON protocol name differs from their query code, as
 #: AWS's awsQueryCompatible services send them (the query code rides in x-amzn-query-error).
 JSON_ERROR_NAMES = {
+    "AccessDenied": "AccessDeniedException",
     "MissingParameter": "MissingRequiredParameterException",
     "InvalidParameterValue": "InvalidParameterValueException",
 }
+
+
+#: The calls that publish: refused with ``throttled`` while a resource alarm is raised
+PUBLISHING_ACTIONS = frozenset(
+    {
+        ("sqs", "SendMessage"),
+        ("sqs", "SendMessageBatch"),
+        ("sns", "Publish"),
+        ("sns", "PublishBatch"),
+        ("events", "PutEvents"),
+    }
+)
+
+
+def throttled(service: str, alarms: Any) -> AwsError:
+    """The throttling error each service documents: SQS ``RequestThrottled`` (modelled on
+    SendMessage*), SNS the common ``Throttling``, EventBridge ``ThrottlingException``; SDKs
+    retry each of them with backoff."""
+    text = (
+        "Rate exceeded: publishing is paused while the broker is low on "
+        + " and ".join(sorted(alarms))
+        + "."
+    )
+    if service == "sqs":
+        return AwsError("RequestThrottled", text, status=403)
+    if service == "sns":
+        return AwsError("Throttling", text, status=400)
+    return AwsError("ThrottlingException", text, status=400)
 
 
 class AwsHttpServer:
@@ -191,6 +227,10 @@ class AwsHttpServer:
         self.requests = 0
         #: cluster mode: where requests are served (None: always here)
         self.route: Route | None = None
+        #: the node's resource alarms: publishing calls are throttled while one is raised
+        self.alarms: ResourceAlarms | None = None
+        #: with verified signatures: access key -> user, and the user's permissions (access.py)
+        self.access: AwsAccess | None = None
         self._by_target: dict[str, AwsService] = {}
         self._by_scope: dict[str, AwsService] = {}
         self._rest: list[tuple[AwsService, wire_rest.RestRouter]] = []
@@ -208,8 +248,18 @@ class AwsHttpServer:
                 if name:
                     self._by_scope.setdefault(name, service)
 
-    async def serve(self, listeners: list[trio.SocketListener]) -> None:
-        await trio.serve_listeners(self.handle_stream, listeners)
+    async def serve(
+        self, listeners: list[trio.SocketListener], tls: TLS | None = None, http_tls: str = "auto"
+    ) -> None:
+        handler: Any = self.handle_stream
+        if tls is not None:
+            handler = tls.plain_or_tls(
+                handler,
+                "http",
+                first_byte_timeout_s=self.limits.keepalive_idle_s,
+                tls_only=http_tls == "required",
+            )
+        await trio.serve_listeners(handler, listeners)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         limiter = self.limiter
@@ -632,6 +682,17 @@ class AwsHttpServer:
         return None, None
 
     async def _call(self, service: AwsService, op: OperationModel, req: AwsRequest) -> _Reply:
+        if self.access is not None:
+            refused = self.access.denied(req.service, req.action, req.params, req.access_key)
+            if refused is not None:
+                return self._error(refused, req.protocol, service, req.request_id)
+        alarms = self.alarms
+        if alarms is not None and (req.service, req.action) in PUBLISHING_ACTIONS:
+            raised = alarms.raised()
+            if raised:
+                alarms.request_refused()
+                err = throttled(req.service, raised)
+                return self._error(err, req.protocol, service, req.request_id)
         try:
             output = await service.handle(req)
             if req.protocol == REST_JSON:

@@ -16,7 +16,12 @@ the will is published). One timer task per hub keeps both, with the connections 
 
 An idle connection thus holds one task and no trio synchronisation objects; this is why MQTT
 does not use the shared ``protocols/_server.Wire`` and ``write_loop`` (two tasks and two
-events per connection) that AMQP and STOMP use.
+events per connection) that AMQP and STOMP use. A TLS connection (``mqtts``) reads through its
+``TLSStream`` and writes through a writer task, since its bytes are encrypted on the way out.
+
+Resource alarms: while one is raised, received data holding a PUBLISH is not processed and the
+connection is not read (nor its keepalive counted) until every alarm clears, as RabbitMQ blocks
+publishing connections; subscribers and their acknowledgements go on.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any, Protocol
 
 import trio
 
+from protocols._server import ConnStream, ResourceAlarms, hold_publisher
+from protocols._tls import TLSStream
 from protocols.mqtt import codec
 from protocols.mqtt.processor import (
     CLOSED,
@@ -58,7 +65,7 @@ class Watched(Protocol):
     """What the timer needs from a transport's connection (TCP ``Wire``, WebSocket wire)."""
 
     conn: MQTTConnection
-    stream: trio.SocketStream
+    stream: ConnStream
     started: float  # trio time of accept
     last_recv: float  # trio time of the last MQTT data received
     timer_tick: int  # the bucket it is in, -1 for none
@@ -190,7 +197,7 @@ class Wire:
         "drained",
     )
 
-    def __init__(self, stream: trio.SocketStream, svc: IOService) -> None:
+    def __init__(self, stream: ConnStream, svc: IOService) -> None:
         self.stream = stream
         self.svc = svc
         self.conn: MQTTConnection = None  # type: ignore[assignment]  # set right after
@@ -282,38 +289,67 @@ class Wire:
                 await self.wait_drained()
 
 
-async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
+class _TLSWire(Wire):
+    """A TLS connection's wire: its output is encrypted by the SSL object on the way out, so it
+    always goes through the writer task (never straight to the socket)."""
+
+    __slots__ = ()
+
+    def flush(self) -> None:
+        if self.writing:
+            return
+        conn = self.conn
+        data = conn.take_output()
+        if data:
+            self.writing = True
+            self.writer_bytes = len(data)
+            self.svc.nursery.start_soon(self._write, data)
+            return
+        if conn.state == CLOSED and self.receiving:
+            self.stream.socket.close()
+
+
+async def handle(
+    stream: ConnStream, hub: MQTTHub, limits: IOLimits, alarms: ResourceAlarms | None = None
+) -> None:
     try:
         peer = stream.socket.getpeername()
     except OSError:
         return
     svc = service(hub, limits)
-    wire = Wire(stream, svc)
+    tls = stream if isinstance(stream, TLSStream) else None
+    wire = Wire(stream, svc) if tls is None else _TLSWire(stream, svc)
     conn = wire.conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake)
     svc.watch(wire)
     sock = stream.socket
     read_bytes_max = limits.read_bytes_max
+    data: bytes | None
     try:
         while conn.state != CLOSED:
             if wire.writing and wire.pending_bytes() > limits.outbuf_bytes_max:
                 await wire.wait_drained()
                 continue
-            data = _read(sock, read_bytes_max)
-            if data is None:
+            if tls is not None:
                 wire.receiving = True
-                await trio.lowlevel.wait_readable(sock)
+                data = await tls.receive_some(read_bytes_max)
                 wire.receiving = False
+            else:
                 data = _read(sock, read_bytes_max)
                 if data is None:
-                    continue
-            else:
-                await trio.lowlevel.checkpoint()  # read without waiting: let others run
+                    wire.receiving = True
+                    await trio.lowlevel.wait_readable(sock)
+                    wire.receiving = False
+                    data = _read(sock, read_bytes_max)
+                    if data is None:
+                        continue
+                else:
+                    await trio.lowlevel.checkpoint()  # read without waiting: let others run
             if not data:
                 conn.close_reason = conn.close_reason or "connection closed by the client"
                 break
             wire.last_recv = trio.current_time()
             state = conn.state
-            ok = await process_bytes(conn, data)
+            ok = await process_bytes(conn, data, alarms, wire)
             if conn.state != state:
                 svc.watch(wire)  # CONNECT done: the keepalive deadline replaces the CONNECT one
             wire.flush()
@@ -347,10 +383,15 @@ def _read(sock: trio.socket.SocketType, read_bytes_max: int) -> bytes | None:
         raise trio.BrokenResourceError(str(exc)) from exc
 
 
-async def process_bytes(conn: MQTTConnection, data: bytes) -> bool:
+async def process_bytes(
+    conn: MQTTConnection,
+    data: bytes,
+    alarms: ResourceAlarms | None = None,
+    watched: Watched | None = None,
+) -> bool:
     """Decode ``data`` and process every packet it completes (shared with the WebSocket
     transport). False when a decoding error ended the connection; its answer is in
-    ``conn.out``."""
+    ``conn.out``. Packets that publish wait while a resource alarm is raised."""
     decoder = conn.decoder
     if conn.state == CONNECT_WAIT and decoder.buffered_bytes == 0 and data and data[0] >> 4 != 1:
         # [MQTT-3.1.0-1]: the first packet must be CONNECT; refuse garbage at its first byte
@@ -373,5 +414,27 @@ async def process_bytes(conn: MQTTConnection, data: bytes) -> bool:
             conn.close_reason = exc.text
         return False
     if events:
+        if alarms is not None and alarms.raised() and _publishes(events):
+            await _hold(conn, alarms, watched)
         await conn.handle_events(events)
     return True
+
+
+def _publishes(events: list[Any]) -> bool:
+    publish = codec.Publish
+    return any(type(ev) is publish for ev in events)
+
+
+async def _hold(conn: MQTTConnection, alarms: ResourceAlarms, watched: Watched | None) -> None:
+    """Hold a publishing connection until the alarms clear; its keepalive does not run out
+    meanwhile (the client's PINGREQs wait unread behind its PUBLISH)."""
+    svc: IOService | None = conn.hub.io
+    if watched is not None and svc is not None:
+        svc.unwatch(watched)
+    try:
+        await hold_publisher(alarms, "mqtt")
+    finally:
+        if watched is not None:
+            watched.last_recv = trio.current_time()
+            if svc is not None:
+                svc.watch(watched)

@@ -165,9 +165,11 @@ class MQTTHub:
         if scope is not None:
             scope.cancel()
 
-    def schedule_will(self, client_id: str, delay_s: float, msg: tuple[Any, ...]) -> None:
+    def schedule_will(
+        self, client_id: str, delay_s: float, msg: tuple[Any, ...], vhost: str = "/"
+    ) -> None:
         if delay_s <= 0 or self.nursery is None:
-            self.publish_will(msg)
+            self.publish_will(msg, vhost)
             return
         scope = trio.CancelScope()
         self.cancel_will(client_id)
@@ -178,13 +180,13 @@ class MQTTHub:
                 await trio.sleep(delay_s)
                 if self.pending_wills.get(client_id) is scope:
                     del self.pending_wills[client_id]
-                self.publish_will(msg)
+                self.publish_will(msg, vhost)
 
         self.nursery.start_soon(later)
 
-    def publish_will(self, msg: tuple[Any, ...]) -> None:
+    def publish_will(self, msg: tuple[Any, ...], vhost: str = "/") -> None:
         try:
-            self.broker.publish_nowait(EXCHANGE, [msg], vhost=self.settings.vhost)
+            self.broker.publish_nowait(EXCHANGE, [msg], vhost=vhost)
         except BrokerError as exc:
             log.warning("will not published", extra={"error": exc.text})
 
@@ -222,6 +224,8 @@ class MQTTConnection:
         "decoder",
         "version",
         "client_id",
+        "user",
+        "vhost",
         "keepalive_s",
         "persistent",
         "durable_session",
@@ -268,6 +272,8 @@ class MQTTConnection:
         self.decoder = codec.Decoder(packet_bytes_max=self.settings.packet_bytes_max)
         self.version = 4
         self.client_id = ""
+        self.user = ""
+        self.vhost = self.settings.vhost
         self.keepalive_s = 0
         self.persistent = False
         self.durable_session = False
@@ -421,11 +427,21 @@ class MQTTConnection:
                 return
             client_id = assigned = "polymq-" + secrets.token_hex(8)
         self.client_id = client_id
-        # authentication: the default user, or anonymous from loopback when allowed
+        # authentication, as RabbitMQ: "vhost:user" names the vhost (split at the last
+        # colon); anonymous connections (from loopback, when allowed) act as the default user
+        vhost = s.vhost
         if p.username is not None:
+            vhost_part, colon, user = p.username.rpartition(":")
+            if colon:
+                vhost = vhost_part
             password = (p.password or b"").decode("utf-8", "replace")
-            ok = p.username == s.default_user and password == s.default_pass
-            if ok and s.default_user_loopback_only and not is_loopback(self.peer):
+            ok = self.broker.authenticate(user, password) is not None
+            if (
+                ok
+                and s.default_user_loopback_only
+                and user == s.default_user
+                and not is_loopback(self.peer)
+            ):
                 ok = False
             if not ok:
                 self._connack_refuse(
@@ -435,15 +451,24 @@ class MQTTConnection:
         elif not (s.allow_anonymous and is_loopback(self.peer)):
             self._connack_refuse(NOT_AUTHORIZED, V3_NOT_AUTHORIZED, "not authorized")
             return
+        else:
+            user = s.default_user
+        try:
+            self.broker.check_vhost(user, vhost)
+        except BrokerError as exc:
+            self._connack_refuse(NOT_AUTHORIZED, V3_NOT_AUTHORIZED, exc.text)
+            return
+        self.user = user
+        self.vhost = vhost
         # takeover
-        old = self.hub.connections.get(client_id)
+        old = self.hub.connections.get(self.hub_key)
         if old is not None and old is not self:
             old.kick(SESSION_TAKEN_OVER)
             old.wake_writer()
             with trio.move_on_after(10):
                 await old.wait_closed()
-        self.hub.connections[client_id] = self
-        self.hub.cancel_will(client_id)
+        self.hub.connections[self.hub_key] = self
+        self.hub.cancel_will(self.hub_key)
         self.client_receive_maximum = int(props.get("receive_maximum", 65535)) or 65535
         self.client_packet_bytes_max = int(props.get("maximum_packet_size", 0))
         self.client_topic_alias_max = int(props.get("topic_alias_maximum", 0))
@@ -460,10 +485,12 @@ class MQTTConnection:
         session_present = False
         try:
             if p.clean_start:
-                await self.broker.delete_queue(transient_queue, vhost=s.vhost)
-                await self.broker.delete_queue(durable_queue, vhost=s.vhost)
+                await self.broker.delete_queue(transient_queue, vhost=self.vhost)
+                await self.broker.delete_queue(durable_queue, vhost=self.vhost)
             else:
-                session_present = self.broker.queue_info(durable_queue, vhost=s.vhost) is not None
+                session_present = (
+                    self.broker.queue_info(durable_queue, vhost=self.vhost) is not None
+                )
             # A resumed session keeps its durable queue even when this connection asks for
             # expiry 0; it then ends with this connection (see close()).
             self.durable_session = self.persistent or session_present
@@ -508,17 +535,17 @@ class MQTTConnection:
         if self.durable_session:
             try:
                 await self.broker.declare_queue(
-                    self.queue, vhost=s.vhost, durable=True, arguments=args
+                    self.queue, vhost=self.vhost, durable=True, arguments=args
                 )
             except BrokerError as exc:
                 if exc.code != 406:
                     raise
                 # the session's expiry changed: the old queue keeps its messages
-                await self.broker.declare_queue(self.queue, vhost=s.vhost, passive=True)
+                await self.broker.declare_queue(self.queue, vhost=self.vhost, passive=True)
         else:
             await self.broker.declare_queue(
                 self.queue,
-                vhost=s.vhost,
+                vhost=self.vhost,
                 session=self.session,
                 exclusive=True,
                 auto_delete=False,
@@ -527,7 +554,7 @@ class MQTTConnection:
         self.queue_durable = self.durable_session
 
     def _restore_subscriptions(self) -> None:
-        for source, _key, args in self.broker.queue_bindings(self.queue, vhost=self.settings.vhost):
+        for source, _key, args in self.broker.queue_bindings(self.queue, vhost=self.vhost):
             if source != EXCHANGE or "x-mqtt-filter" not in args:
                 continue
             sub = Subscription(
@@ -547,16 +574,63 @@ class MQTTConnection:
             self.session,
             self.queue,
             tag=CONSUMER_TAG,
-            vhost=self.settings.vhost,
+            vhost=self.vhost,
             prefetch=self.client_receive_maximum,
         )
         self.consuming = True
 
     # -- publish in --------------------------------------------------------------------------
 
+    # -- access control (RabbitMQ's MQTT plugin) ---------------------------------------------
+
+    @property
+    def hub_key(self) -> str:
+        """Client ids are unique per vhost (a takeover never crosses vhosts)."""
+        if self.vhost == "/":
+            return self.client_id
+        return f"{self.vhost}\x00{self.client_id}"
+
+    def _may_publish(self, routing_key: str) -> bool:
+        """Write on the topic exchange and topic write of the routing key."""
+        b = self.broker
+        if not b.allowed(self.user, self.vhost, "exchange", EXCHANGE, Broker.WRITE):
+            return False
+        if not b.topic_restricted(self.user, self.vhost, EXCHANGE):
+            return True
+        variables = {"client_id": self.client_id}
+        return b.topic_allowed(
+            self.user, self.vhost, EXCHANGE, routing_key, Broker.WRITE, variables=variables
+        )
+
+    def _subscribe_refusal(self, sub: Subscription) -> str | None:
+        """Why ``sub`` is refused: RabbitMQ declares the session queue (configure), binds it
+        (write on the queue, read on the exchange, topic read of the binding key)."""
+        b = self.broker
+        queue = self._shared_queue(sub) if sub.group is not None else self.queue
+        key = codec.filter_to_binding_key(sub.filter)
+        try:
+            b.check(self.user, self.vhost, "queue", queue, Broker.CONFIGURE)
+            b.check(self.user, self.vhost, "queue", queue, Broker.WRITE)
+            b.check(self.user, self.vhost, "exchange", EXCHANGE, Broker.READ)
+            b.check_topic(
+                self.user,
+                self.vhost,
+                EXCHANGE,
+                key,
+                Broker.READ,
+                variables={"client_id": self.client_id},
+            )
+        except BrokerError as exc:
+            return exc.text
+        return None
+
     def _on_publishes(self, packets: list[Any]) -> None:
         msgs: list[tuple[str, dict[str, Any], bytes, int]] = []
         acks: list[tuple[int, int | None]] = []  # (qos, packet id) per message
+        b = self.broker
+        # looked up once per batch: write on the exchange, and whether keys are checked
+        write_ok = b.allowed(self.user, self.vhost, "exchange", EXCHANGE, Broker.WRITE)
+        keys_checked = write_ok and b.topic_restricted(self.user, self.vhost, EXCHANGE)
         for p in packets:
             topic = p.topic
             props = p.properties
@@ -581,6 +655,22 @@ class MQTTConnection:
                 self.protocol_error(TOPIC_NAME_INVALID, exc.text)
                 break
             qos = p.qos
+            rk = codec.topic_to_routing_key(topic)
+            if not write_ok or (keys_checked and not self._may_publish(rk)):
+                # RabbitMQ: MQTT 5 gets PUBACK/PUBREC 0x87 (QoS 0 is dropped); 3.1.1 has no way
+                # to say so, and the connection is closed
+                log.info(
+                    "mqtt publish refused",
+                    extra={"client_id": self.client_id, "user": self.user, "topic": topic},
+                )
+                if self.version != MQTT_5:
+                    self.protocol_error(NOT_AUTHORIZED, f"access to topic '{topic}' refused")
+                    break
+                if qos == 1:
+                    self.send(codec.encode_puback(self.version, p.packet_id, NOT_AUTHORIZED))
+                elif qos == 2:
+                    self.send(codec.encode_pubrec(self.version, p.packet_id, NOT_AUTHORIZED))
+                continue
             if qos == 2 and self.qos2_received and p.packet_id in self.qos2_received:
                 # a retransmission of a QoS 2 message we already have: acknowledge only
                 self.send(codec.encode_pubrec(self.version, p.packet_id))
@@ -599,7 +689,7 @@ class MQTTConnection:
                     self.qos2_received.add(p.packet_id)
             msgs.append(
                 (
-                    codec.topic_to_routing_key(topic),
+                    rk,
                     self._message_props(p, topic, props),
                     bytes(p.payload),
                     FLAG_RETAIN if p.retain else 0,
@@ -610,7 +700,7 @@ class MQTTConnection:
             return
         self.hub.messages_in += len(msgs)
         try:
-            pendings = self.broker.publish_nowait(EXCHANGE, msgs, vhost=self.settings.vhost)
+            pendings = self.broker.publish_nowait(EXCHANGE, msgs, vhost=self.vhost)
         except BrokerError as exc:
             self.protocol_error(SERVER_UNAVAILABLE, exc.text)
             return
@@ -758,6 +848,14 @@ class MQTTConnection:
             qos = min(opts.qos, 2)
             sub = Subscription(filter_, qos, opts.no_local, opts.retain_as_published, sub_id, group)
             existed = full in self.subscriptions
+            refused = self._subscribe_refusal(sub)
+            if refused is not None:
+                log.info(
+                    "mqtt subscribe refused",
+                    extra={"client_id": self.client_id, "filter": full, "error": refused},
+                )
+                codes.append(NOT_AUTHORIZED if self.version == MQTT_5 else 0x80)
+                continue
             try:
                 if group is None:
                     await self._bind(sub, self.subscriptions.get(full))
@@ -781,11 +879,10 @@ class MQTTConnection:
             self._send_retained(sub)
 
     async def _bind(self, sub: Subscription, old: Subscription | None) -> None:
-        s = self.settings
         if (
             not self.durable_session
             and not self.consuming
-            and self.broker.queue_info(self.queue, vhost=s.vhost) is None
+            and self.broker.queue_info(self.queue, vhost=self.vhost) is None
         ):
             await self._declare_session_queue()
         key = codec.filter_to_binding_key(sub.filter)
@@ -794,7 +891,7 @@ class MQTTConnection:
                 EXCHANGE,
                 self.queue,
                 codec.filter_to_binding_key(old.filter),
-                vhost=s.vhost,
+                vhost=self.vhost,
                 session=self.session,
                 arguments=old.arguments(),
             )
@@ -802,7 +899,7 @@ class MQTTConnection:
             EXCHANGE,
             self.queue,
             key,
-            vhost=s.vhost,
+            vhost=self.vhost,
             session=self.session,
             arguments=sub.arguments(),
         )
@@ -816,7 +913,7 @@ class MQTTConnection:
         queue = self._shared_queue(sub)
         await self.broker.declare_queue(
             queue,
-            vhost=s.vhost,
+            vhost=self.vhost,
             durable=True,
             arguments={
                 "x-max-length": s.session_queue_messages_max,
@@ -828,7 +925,7 @@ class MQTTConnection:
             EXCHANGE,
             queue,
             codec.filter_to_binding_key(sub.filter),
-            vhost=s.vhost,
+            vhost=self.vhost,
             arguments={"x-mqtt-filter": sub.filter},
         )
         if not existed:
@@ -836,13 +933,12 @@ class MQTTConnection:
                 self.session,
                 queue,
                 tag=SHARED_TAG_PREFIX + f"{sub.group}/{sub.filter}",
-                vhost=s.vhost,
+                vhost=self.vhost,
                 prefetch=self.client_receive_maximum,
             )
 
     async def _on_unsubscribe(self, p: Any) -> None:
         codes: list[int] = []
-        s = self.settings
         for full in p.topics:
             sub = self.subscriptions.pop(full, None)
             self._matches = None
@@ -855,7 +951,7 @@ class MQTTConnection:
                         EXCHANGE,
                         self.queue,
                         codec.filter_to_binding_key(sub.filter),
-                        vhost=s.vhost,
+                        vhost=self.vhost,
                         session=self.session,
                         arguments=sub.arguments(),
                     )
@@ -869,7 +965,7 @@ class MQTTConnection:
         self.send(codec.encode_unsuback(self.version, p.packet_id, codes))
 
     def _send_retained(self, sub: Subscription) -> None:
-        for rk, props, body in self.broker.retained(EXCHANGE, vhost=self.settings.vhost):
+        for rk, props, body in self.broker.retained(EXCHANGE, vhost=self.vhost):
             topic = codec.routing_key_to_topic(rk)
             if not topic_matches(sub.filter, topic):
                 continue
@@ -1013,7 +1109,7 @@ class MQTTConnection:
 
     async def close(self) -> None:
         """The socket is gone or the connection ended: will, session, registry."""
-        was_connected = self.client_id and self.hub.connections.get(self.client_id) is self
+        was_connected = self.client_id and self.hub.connections.get(self.hub_key) is self
         taken_over = self.close_reason.endswith("taken over")
         self.state = CLOSED
         if self.will is not None and self.send_will and was_connected and not taken_over:
@@ -1027,13 +1123,13 @@ class MQTTConnection:
         session_ends = not self.durable_session or self.session_expiry_s == 0
         if session_ends and self.queue and not taken_over:
             try:
-                await self.broker.delete_queue(self.queue, vhost=self.settings.vhost)
+                await self.broker.delete_queue(self.queue, vhost=self.vhost)
             except BrokerError:
                 pass
         # Deregistered last: a new connection with this client id waits for ``closed``, so it
         # never sees a session that is still being taken down.
-        if was_connected and self.hub.connections.get(self.client_id) is self:
-            del self.hub.connections[self.client_id]
+        if was_connected and self.hub.connections.get(self.hub_key) is self:
+            del self.hub.connections[self.hub_key]
         self.is_closed = True
         if self._closed is not None:
             self._closed.set()
@@ -1061,7 +1157,13 @@ class MQTTConnection:
             delay = min(delay, self.session_expiry_s)
         elif not self.persistent:
             delay = 0
-        self.hub.schedule_will(self.client_id, delay, msg)
+        if not self._may_publish(msg[0]):
+            log.info(
+                "mqtt will refused",
+                extra={"client_id": self.client_id, "user": self.user, "topic": w.topic},
+            )
+            return
+        self.hub.schedule_will(self.hub_key, delay, msg, self.vhost)
 
     def statistics(self) -> dict[str, Any]:
         return {

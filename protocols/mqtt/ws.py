@@ -34,7 +34,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from protocols._server import Wire
+from protocols._server import ConnStream, ResourceAlarms, Wire
 from protocols._websocket import Handshake, HandshakeRefused, Upgrade, refusal_response
 from protocols.mqtt.io import IOLimits, process_bytes, service
 from protocols.mqtt.processor import CLOSED, MQTTConnection, MQTTHub
@@ -51,7 +51,7 @@ HANDSHAKE = Handshake(
 
 
 class _WSWire(Wire):
-    def __init__(self, stream: trio.SocketStream, ws: Connection) -> None:
+    def __init__(self, stream: ConnStream, ws: Connection) -> None:
         super().__init__(stream)
         self.ws = ws
         self.frames: list[bytes] = []  # encoded frames waiting for the writer, in order
@@ -62,7 +62,9 @@ class _WSWire(Wire):
         self.timer_tick = -1  # the io timer's bucket (CONNECT timeout, keepalive)
 
 
-async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> None:
+async def handle(
+    stream: ConnStream, hub: MQTTHub, limits: IOLimits, alarms: ResourceAlarms | None = None
+) -> None:
     try:
         peer = stream.socket.getpeername()
     except OSError:
@@ -85,6 +87,7 @@ async def handle(stream: trio.SocketStream, hub: MQTTHub, limits: IOLimits) -> N
     await stream.send_all(upgrade.response)
     ws = Connection(ConnectionType.SERVER)
     wire = _WSWire(stream, ws)
+    wire.alarms = alarms
     conn = wire.conn = MQTTConnection(hub, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     message_bytes_max = hub.settings.packet_bytes_max
     svc = service(hub, limits)
@@ -199,7 +202,7 @@ async def _reader(
         if chunks:
             wire.last_recv = trio.current_time()
             state = conn.state
-            ok = await process_bytes(conn, b"".join(chunks))
+            ok = await process_bytes(conn, b"".join(chunks), wire.alarms, wire)
             if conn.state != state:
                 service(conn.hub, limits).watch(wire)  # the keepalive deadline replaces CONNECT's
             if not ok:

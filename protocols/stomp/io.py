@@ -5,17 +5,30 @@ negotiated: an EOL is sent when nothing else was sent for the agreed interval, a
 silent for twice its promised interval is disconnected. A malformed frame gets an ERROR frame,
 which is flushed before the socket closes. Reading pauses while the unsent output passes
 ``outbuf_bytes_max``.
+
+Resource alarms: while one is raised, received data holding a SEND is not processed and the
+connection is not read (nor its heart-beats checked) until every alarm clears, as RabbitMQ's
+STOMP blocks publishing connections; connections that only subscribe go on.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from broker.api import Broker
-from protocols._server import Wire, drain, flush_then_discard, write_loop
+from protocols._server import (
+    ConnStream,
+    ResourceAlarms,
+    Wire,
+    drain,
+    flush_then_discard,
+    hold_publisher,
+    write_loop,
+)
 from protocols.stomp import codec
 from protocols.stomp.processor import CLOSED, CONNECTED, StompConnection, StompSettings
 
@@ -32,17 +45,19 @@ class IOLimits:
 
 
 async def handle(
-    stream: trio.SocketStream,
+    stream: ConnStream,
     broker: Broker,
     settings: StompSettings,
     limits: IOLimits,
     decoder_limits: dict[str, int] | None = None,
+    alarms: ResourceAlarms | None = None,
 ) -> None:
     try:
         peer = stream.socket.getpeername()
     except OSError:
         return
     wire = Wire(stream)
+    wire.alarms = alarms
     conn = StompConnection(broker, settings, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     if decoder_limits:
         conn.decoder = codec.Decoder(**decoder_limits)
@@ -74,7 +89,7 @@ async def _reader(wire: Wire, conn: StompConnection, limits: IOLimits) -> None:
             conn.close_reason = conn.close_reason or "connection closed by the client"
             return
         wire.last_recv = trio.current_time()
-        if not await process_bytes(conn, data):
+        if not await process_bytes(conn, data, wire):
             await flush_then_discard(
                 wire,
                 conn,
@@ -86,9 +101,10 @@ async def _reader(wire: Wire, conn: StompConnection, limits: IOLimits) -> None:
         wire.pending_bytes = sum(map(len, conn.out))
 
 
-async def process_bytes(conn: StompConnection, data: bytes) -> bool:
+async def process_bytes(conn: StompConnection, data: bytes, wire: Wire | None = None) -> bool:
     """Decode ``data`` (any slice of the byte stream) and act on its frames. False after a
-    malformed frame: the frames before it were handled and an ERROR frame is queued."""
+    malformed frame: the frames before it were handled and an ERROR frame is queued. Frames
+    that publish wait while a resource alarm of ``wire.alarms`` is raised."""
     decoder = conn.decoder
     decoder.feed(data)
     try:
@@ -102,8 +118,16 @@ async def process_bytes(conn: StompConnection, data: bytes) -> bool:
         conn.error(message, exc.detail, exc.receipt)
         return False
     if events:
+        alarms = None if wire is None else wire.alarms
+        if alarms is not None and alarms.raised() and _sends(events):
+            await hold_publisher(alarms, "stomp", wire)
         await conn.handle_events(events)
     return True
+
+
+def _sends(events: list[Any]) -> bool:
+    frame = codec.Frame
+    return any(type(ev) is frame and ev.command == "SEND" for ev in events)
 
 
 async def _heartbeats(wire: Wire, conn: StompConnection, limits: IOLimits) -> None:

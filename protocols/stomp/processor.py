@@ -141,6 +141,8 @@ class StompConnection:
         self.version = "1.0"
         self.session = 0
         self.session_name = ""
+        self.user = ""
+        self.vhost = self.settings.vhost
         self.subscriptions: dict[str, Subscription] = {}
         self.by_tag: dict[str, Subscription] = {}
         self.transactions: dict[str, list[Frame]] = {}
@@ -325,19 +327,29 @@ class StompConnection:
         s = self.settings
         login = h.get("login")
         if login is not None:
-            ok = login == s.default_user and h.get("passcode") == s.default_pass
-            if ok and s.default_user_loopback_only and not is_loopback(self.peer):
-                ok = False
+            ok = self.broker.authenticate(login, h.get("passcode") or "") is not None
+            if ok and s.default_user_loopback_only and login == s.default_user:
+                ok = is_loopback(self.peer)
             if not ok:
                 self.error("Bad CONNECT", "Access refused for user '" + login + "'\n")
                 return
+            user = login
         elif not (s.allow_anonymous and is_loopback(self.peer)):
             self.error("Bad CONNECT", "Access refused: login required")
             return
+        else:
+            user = s.default_user  # anonymous from loopback acts as the default user
+        # RabbitMQ maps the host header to a vhost; a host that names no vhost (clients send
+        # the server's host name by default) means the default vhost
         host = h.get("host")
-        if host and host not in ("/", s.vhost) and version != "1.0":
-            # RabbitMQ maps the host header to a vhost; hostnames are accepted as "/"
-            pass
+        vhost = host if host and self.broker.vhost_exists(host) else s.vhost
+        try:
+            self.broker.check_vhost(user, vhost)
+        except BrokerError:
+            self.error("Bad CONNECT", f"Virtual host '{vhost}' access denied")
+            return
+        self.user = user
+        self.vhost = vhost
         try:
             cx, cy = codec.parse_heart_beat(h.get("heart-beat"))
         except StompError as exc:
@@ -376,7 +388,10 @@ class StompConnection:
             return []
         exchange, rk, declare = target
         if declare is not None:
-            await self.broker.declare_queue(declare, vhost=self.settings.vhost, durable=True)
+            self._allow("queue", declare, Broker.CONFIGURE)
+        self._allow_publish(exchange, rk)
+        if declare is not None:
+            await self.broker.declare_queue(declare, vhost=self.vhost, durable=True)
         props = self._message_props(h)
         reply_to = props.get("reply_to")
         if isinstance(reply_to, str) and reply_to.startswith("/temp-queue/"):
@@ -385,7 +400,7 @@ class StompConnection:
         self.messages_in += 1
         try:
             for pending, _count in self.broker.publish_nowait(
-                exchange, [(rk, props, frame.body)], vhost=self.settings.vhost
+                exchange, [(rk, props, frame.body)], vhost=self.vhost
             ):
                 pending.callback = self._publish_failed
                 if pending.done:
@@ -394,6 +409,20 @@ class StompConnection:
         except BrokerError as exc:
             self._broker_error(exc, h.get("receipt"))
         return pendings
+
+    # -- access control: as the AMQP operations RabbitMQ's STOMP plugin performs --------------
+
+    def _allow(self, kind: str, name: str, permission: str) -> None:
+        self.broker.check(self.user, self.vhost, kind, name, permission)
+
+    def _allow_publish(self, exchange: str, routing_key: str) -> None:
+        self._allow("exchange", exchange, Broker.WRITE)
+        self.broker.check_topic(self.user, self.vhost, exchange, routing_key, Broker.WRITE)
+
+    def _allow_bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        self._allow("queue", queue, Broker.WRITE)
+        self._allow("exchange", exchange, Broker.READ)
+        self.broker.check_topic(self.user, self.vhost, exchange, routing_key, Broker.READ)
 
     def _publish_failed(self, reply: Any) -> None:
         exc = self.broker.error_of(reply)
@@ -407,7 +436,7 @@ class StompConnection:
             if not name:
                 self.error("Bad destination", f"invalid destination {dest}")
                 return None
-            declared = self.broker.queue_info(name, vhost=self.settings.vhost) is not None
+            declared = self.broker.queue_info(name, vhost=self.vhost) is not None
             return "", name, None if declared else name
         if dest.startswith("/amq/queue/"):
             return "", dest[11:], None
@@ -460,7 +489,9 @@ class StompConnection:
         if queue is not None:
             return queue
         queue = "amq.gen-" + secrets.token_urlsafe(16)[:22]
-        v = self.settings.vhost
+        v = self.vhost
+        self._allow("queue", queue, Broker.CONFIGURE)
+        self._allow("queue", queue, Broker.READ)
         await self.broker.declare_queue(
             queue, vhost=v, session=self.session, exclusive=True, auto_delete=True
         )
@@ -518,7 +549,7 @@ class StompConnection:
                 self.session,
                 queue,
                 tag=tag,
-                vhost=self.settings.vhost,
+                vhost=self.vhost,
                 prefetch=int(prefetch) if ack_mode != "auto" else max(int(prefetch), 2000),
             )
         except BaseException:
@@ -530,13 +561,16 @@ class StompConnection:
         self, dest: str, sub_id: str, durable: bool, auto_delete: bool
     ) -> str | None:
         b = self.broker
-        v = self.settings.vhost
+        v = self.vhost
         if dest.startswith("/queue/"):
             name = dest[7:]
+            self._allow("queue", name, Broker.CONFIGURE)
+            self._allow("queue", name, Broker.READ)
             await b.declare_queue(name, vhost=v, durable=True)
             return name
         if dest.startswith("/amq/queue/"):
             name = dest[11:]
+            self._allow("queue", name, Broker.READ)
             await b.declare_queue(name, vhost=v, passive=True)
             return name
         if dest.startswith("/topic/"):
@@ -554,14 +588,22 @@ class StompConnection:
         if durable:
             digest = hashlib.md5(f"{sub_id}".encode(), usedforsecurity=False).hexdigest()
             name = f"stomp-subscription-{digest}"
+            self._allow_subscription(name, exchange, key)
             await b.declare_queue(name, vhost=v, durable=True, auto_delete=auto_delete)
         else:
             name = "stomp-subscription-" + secrets.token_urlsafe(16)[:22]
+            self._allow_subscription(name, exchange, key)
             await b.declare_queue(
                 name, vhost=v, session=self.session, exclusive=True, auto_delete=True
             )
         await b.bind(exchange, name, key, vhost=v, session=self.session)
         return name
+
+    def _allow_subscription(self, queue: str, exchange: str, key: str) -> None:
+        """Declare (configure), bind (write, read, topic read) and consume (read)."""
+        self._allow("queue", queue, Broker.CONFIGURE)
+        self._allow_bind(queue, exchange, key)
+        self._allow("queue", queue, Broker.READ)
 
     async def _on_unsubscribe(self, frame: Frame) -> None:
         h = frame.headers
@@ -581,7 +623,7 @@ class StompConnection:
         )
         if durable_topic:
             # unsubscribing a durable subscription with persistent:true removes it, as RabbitMQ
-            await self.broker.delete_queue(sub.queue, vhost=self.settings.vhost)
+            await self.broker.delete_queue(sub.queue, vhost=self.vhost)
 
     # -- ACK / NACK --------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from broker.api import Broker
-from protocols._server import Wire
+from protocols._server import ConnStream, ResourceAlarms, Wire
 from protocols._websocket import Handshake, HandshakeRefused, Upgrade, refusal_response
 from protocols.stomp import codec
 from protocols.stomp.io import IOLimits, _heartbeats, process_bytes
@@ -53,7 +53,7 @@ HANDSHAKE = Handshake("STOMP", ("v12.stomp", "v11.stomp", "v10.stomp", "stomp"),
 
 
 class _WSWire(Wire):
-    def __init__(self, stream: trio.SocketStream, ws: Connection) -> None:
+    def __init__(self, stream: ConnStream, ws: Connection) -> None:
         super().__init__(stream)
         self.ws = ws
         self.frames: list[bytes] = []  # encoded WebSocket frames waiting for the writer, in order
@@ -62,11 +62,12 @@ class _WSWire(Wire):
 
 
 async def handle(
-    stream: trio.SocketStream,
+    stream: ConnStream,
     broker: Broker,
     settings: StompSettings,
     limits: IOLimits,
     decoder_limits: dict[str, int] | None = None,
+    alarms: ResourceAlarms | None = None,
 ) -> None:
     try:
         peer = stream.socket.getpeername()
@@ -90,6 +91,7 @@ async def handle(
     await stream.send_all(upgrade.response)
     ws = Connection(ConnectionType.SERVER)
     wire = _WSWire(stream, ws)
+    wire.alarms = alarms
     conn = StompConnection(broker, settings, peer=(peer[0], peer[1]), wake_writer=wire.wake_writer)
     if decoder_limits:
         conn.decoder = codec.Decoder(**decoder_limits)
@@ -206,7 +208,7 @@ async def _reader(
             # a Pong needs nothing
         if chunks:
             wire.last_recv = trio.current_time()
-            if not await process_bytes(conn, b"".join(chunks)):
+            if not await process_bytes(conn, b"".join(chunks), wire):
                 return  # the ERROR frame goes out ahead of the close frame
             wire.pending_bytes = sum(map(len, conn.out))
         if close is not None:
