@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -704,12 +705,12 @@ class Cluster:
                     # The committed entries are on a majority's disks already (never this
                     # Ready's own): apply them, answering clients, while the new ones sync.
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(trio.to_thread.run_sync, lg.sync)
+                        nursery.start_soon(trio.to_thread.run_sync, self._sync_log)
                         await trio.lowlevel.checkpoint()  # the sync starts first
                         self._apply_committed(committed)
                     committed = ()
                 else:
-                    await trio.to_thread.run_sync(lg.sync)
+                    await trio.to_thread.run_sync(self._sync_log)
         hs = rd.hard_state
         if hs is not None:
             storage.hard_state = hs
@@ -736,6 +737,13 @@ class Cluster:
         node = self.node
         if node.applied_index - storage.snapshot.index >= self.config.snapshot_entries_interval:
             await self._take_snapshot()
+
+    def _sync_log(self) -> None:
+        """fsync the log (in a worker thread), timing it for the metrics."""
+        assert self._log is not None
+        started = time.perf_counter()
+        self._log.sync()
+        self.node.fsync_seconds.observe(time.perf_counter() - started)
 
     def _apply_committed(self, committed: tuple[Entry, ...]) -> None:
         core = self.core

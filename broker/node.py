@@ -486,6 +486,9 @@ class Node:
             kind = effect[0]
             if kind == "deliver":
                 delivered(self.machine, effect[1], effect[2], len(effect[4]))
+            elif kind == "republish":
+                self._republish(effect)
+                continue
             sink = sessions.get(effect[1])
             if sink is None:
                 # The session went away; its SESSION_DOWN returns these messages to the queue.
@@ -494,6 +497,22 @@ class Node:
                 sink.deliver(effect[2], effect[3], effect[4])
             elif kind == "cancelled":
                 sink.cancelled(effect[2])
+
+    def _republish(self, effect: Any) -> None:
+        """Cluster mode: a transient message dead-lettered into durable queues is published to
+        each of them through the log (default exchange), once the current apply is over."""
+        _, vhost, queues, props, body = effect
+        cmds = [C.cmd_publish(vhost, "", [[name, props, body, 0]]) for name in queues]
+
+        async def publish() -> None:
+            for cmd in cmds:
+                try:
+                    self.submit(cmd, Pending(), logged=True)
+                except BrokerError as exc:
+                    log.warning("dead-lettered message dropped", extra={"error": exc.text})
+
+        if self._nursery is not None:
+            self._nursery.start_soon(publish)
 
     # -- cluster mode --------------------------------------------------------------------------
 

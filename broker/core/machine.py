@@ -28,10 +28,13 @@ Rules:
    (as RabbitMQ's quorum queues do), so a logged queue holds logged copies only and its
    consumers' credit is the same on every replica; and a session's prefetch counts only
    deliveries of logged copies (``credit_id_max``), so a transient delivery on the session's
-   node cannot change which logged message a logged apply hands out there.
+   node cannot change which logged message a logged apply hands out there; and a transient
+   message dead-lettered into logged queues is not enqueued there by the transient apply but
+   handed to the node (``republish``) to publish through the log.
 
-Effects: ``("deliver", session, tag, queue, [delivery, ...])`` and
-``("cancelled", session, tag)``. A delivery is ``(msg_id, redelivered, delivery_count,
+Effects: ``("deliver", session, tag, queue, [delivery, ...])``,
+``("cancelled", session, tag)`` and, replicated mode only, ``("republish", vhost, [queue, ...],
+props, body)``. A delivery is ``(msg_id, redelivered, delivery_count,
 exchange, routing_key, props, body)``.
 """
 
@@ -1257,6 +1260,14 @@ class Machine:
         logged = self._index > 0 and m.id < LOCAL_ID_BASE
         deaths = headers["x-death"]
         check = reason != "rejected"
+        if lt and self.replicated and not logged:
+            # A message of this node only (the transient path) dead-lettered into durable
+            # queues: every replica must enqueue it, so it goes through the log (rule 7). The
+            # node publishes it to each target through the default exchange.
+            names = [t.name for t in lt if not (check and self._is_cycle(t.name, deaths))]
+            if names:
+                self._effects.append(("republish", q.vhost, names, props, m.body))
+            lt = ()
         for t in lt:
             if not (check and self._is_cycle(t.name, deaths)):
                 self._enqueue(t, x.name, rk, props, m.body, logged)

@@ -296,3 +296,58 @@ def test_node_with_a_damaged_log_repairs_from_its_peers(cluster: Cluster) -> Non
     cluster.wait_leader(among=(leader, damaged), timeout=30)
     got = _drain(nodes[damaged], "repair", 350, ack=True)
     assert sorted(got) == sorted(first + second)
+
+
+def test_transient_message_dead_lettered_into_a_durable_queue_reaches_every_replica(
+    cluster: Cluster,
+) -> None:
+    leader = cluster.wait_leader()
+    a, b = [i for i in IDS if i != leader]
+    nodes = cluster.nodes
+    _declare(nodes[leader], "dead-letters")
+    conn = pika.BlockingConnection(pika.URLParameters(nodes[a].url))
+    try:
+        ch = conn.channel()
+        # a queue of node a only (non-durable), dead-lettering into the durable queue
+        ch.queue_declare(
+            "scratch",
+            durable=False,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead-letters"},
+        )
+        ch.basic_publish("", "scratch", b"doomed", pika.BasicProperties(delivery_mode=1))
+        method, _props, body = wait_for("the transient message", lambda: _get(ch, "scratch"))
+        assert body == b"doomed"
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    finally:
+        conn.close()
+    # the dead-lettered copy went through the log: a consumer on another node gets it
+    conn = pika.BlockingConnection(pika.URLParameters(nodes[b].url))
+    try:
+        ch = conn.channel()
+        method, props, body = wait_for(
+            "the dead letter on another node", lambda: _get(ch, "dead-letters")
+        )
+        assert body == b"doomed"
+        death = props.headers["x-death"][0]
+        assert death["queue"] == "scratch" and death["reason"] == "rejected"
+        ch.basic_ack(method.delivery_tag)
+    finally:
+        conn.close()
+
+    # and every replica agrees the durable queue is empty again
+    def all_empty() -> bool:
+        for i in IDS:
+            c = pika.BlockingConnection(pika.URLParameters(nodes[i].url))
+            try:
+                if c.channel().queue_declare("dead-letters", passive=True).method.message_count:
+                    return False
+            finally:
+                c.close()
+        return True
+
+    wait_for("the dead letter acked on every replica", all_empty)
+
+
+def _get(ch: BlockingChannel, queue: str) -> Any:
+    method, props, body = ch.basic_get(queue)
+    return None if method is None else (method, props, body)
