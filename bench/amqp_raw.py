@@ -9,9 +9,10 @@ a connection.close or channel.close from the broker raises :class:`BrokerClosed`
 from __future__ import annotations
 
 import select
-import socket
 import struct
 import time
+
+from common import open_socket
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
@@ -102,8 +103,7 @@ class RawConnection:
         timeout: float = 30.0,
     ) -> None:
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(host, port, timeout)
         self.buf = bytearray()
         self.sock.sendall(PROTOCOL_HEADER)
         self.wait_method(0, CONNECTION_START)

@@ -10,10 +10,10 @@ deliveries of the same message; decoding basic.ack frames fed in 64 KB chunks. P
 
 from __future__ import annotations
 
-import argparse
 import struct
 import time
-from collections.abc import Callable
+
+from common import best, chunks, codec_options, feed_all
 
 from protocols.amqp091.codec import (
     PROTOCOL_HEADER,
@@ -24,7 +24,6 @@ from protocols.amqp091.codec import (
 
 BODY = b"x" * 256
 PROPS = {"delivery_mode": 2, "content_type": "text/plain"}
-CHUNK_BYTES = 64 * 1024
 FRAME_MAX = 131072
 
 
@@ -43,22 +42,11 @@ def ack_frame(channel: int, tag: int) -> bytes:
     return struct.pack(">BHIHHQB", 1, channel, 13, 60, 80, tag, 0) + b"\xce"
 
 
-def chunks(stream: bytes) -> list[bytes]:
-    return [stream[i : i + CHUNK_BYTES] for i in range(0, len(stream), CHUNK_BYTES)]
-
-
 def decode_run(pieces: list[bytes], expect: int) -> float:
     dec = Decoder(frame_max=FRAME_MAX)
     dec.feed(PROTOCOL_HEADER)
     assert dec.header_received()
-    got = 0
-    start = time.perf_counter()
-    for piece in pieces:
-        dec.feed(piece)
-        got += len(dec.events())
-    elapsed = time.perf_counter() - start
-    assert got == expect, (got, expect)
-    return elapsed
+    return feed_all(dec, pieces, expect)
 
 
 def encode_run(n: int) -> float:
@@ -69,15 +57,8 @@ def encode_run(n: int) -> float:
     return time.perf_counter() - start
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    return min(fn() for _ in range(repeat))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    opts = parser.parse_args()
+    opts = codec_options(__doc__)
     n = opts.messages
 
     pubs = chunks(publish_frames(1, "amq.direct", "bench.key") * n)

@@ -24,42 +24,28 @@ import csv
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 30.0
+from common import Polymq, boto3_client
+
 RUN_TIMEOUT_S = 600.0
 
 
-def start_polymq(data: Path, root: Path, fsync: str) -> tuple[subprocess.Popen[bytes], int]:
-    conf = data.parent / "bench.toml"
+def start_polymq(conf: Path, root: Path, fsync: str) -> Polymq:
+    """polymq with only the HTTP listener and ``appflow_root_dir`` at ``root``, ready once it
+    logged ``started``."""
     conf.write_text(f"appflow_root_dir = {json.dumps(str(root))}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--config", str(conf), "--data-dir", str(data),
-         "--host", HOST, "--http-port", "0", "--amqp-port", "off", "--mqtt-port", "off",
-         "--stomp-port", "off", "--admin-port", "off", "--fsync", fsync, "--log-level", "info"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    port = 0
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        rec = json.loads(line)
-        if rec.get("event") == "listening" and rec.get("listener") == "http":
-            port = int(rec["port"])
-        if rec.get("event") == "started" and port:
-            return proc, port
-    proc.kill()
-    raise SystemExit("polymq did not start")
+    return Polymq(
+        "http",
+        fsync,
+        ("amqp", "mqtt", "stomp", "admin"),
+        prefix="bench-appflow-data-",
+        extra=("--config", str(conf), "--log-level", "info"),
+        wait_started=True,
+    )
 
 
 def cpu_s(pid: int) -> float:
@@ -95,21 +81,15 @@ def main() -> None:
     parser.add_argument("--fsync", default="always", choices=("always", "interval", "never"))
     args = parser.parse_args()
 
-    import boto3
-    import botocore.config
-
     tmp = Path(tempfile.mkdtemp(prefix="bench-appflow-"))
     root = tmp / "root"
     size = write_rows(root / "bench-in" / "rows.csv", args.rows)
-    proc, port = start_polymq(tmp / "data", root, args.fsync)
+    server = start_polymq(tmp / "bench.toml", root, args.fsync)
+    proc = server.proc
     try:
-        session = boto3.session.Session(
-            aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-        )
-        cfg = botocore.config.Config(retries={"max_attempts": 1}, read_timeout=60)
-        url = f"http://{HOST}:{port}"
-        appflow = session.client("appflow", endpoint_url=url, config=cfg)
-        sqs = session.client("sqs", endpoint_url=url, config=cfg)
+        url = server.endpoint
+        appflow = boto3_client("appflow", url, retries={"max_attempts": 1}, read_timeout=60)
+        sqs = boto3_client("sqs", url, retries={"max_attempts": 1}, read_timeout=60)
         queue_url = sqs.create_queue(QueueName="bench-out")["QueueUrl"]
         appflow.create_connector_profile(
             connectorProfileName="bench-sqs", connectorType="CustomConnector",
@@ -183,11 +163,7 @@ def main() -> None:
                   f"({1e6 * cpu / records:.1f} ms per 1,000 records)")  # fmt: skip
         print(f"median: {statistics.median(rates):,.0f} records/s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,11 +49,10 @@ from pathlib import Path
 from typing import Any
 
 import amqp_raw as raw
-from bench_amqp import Confirms
+from bench_amqp import Confirms, delete_queue, pika_params
+from common import HOST, ROOT, free_ports
 
 BODY_SIZE = 256
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
 NODE_IDS = ("n1", "n2", "n3")
 QUEUE = "bench-cluster"
 
@@ -78,17 +76,6 @@ cluster_session_timeout_ms = 2000
 snapshot_entries_interval = 20000
 """
 NO_SNAPSHOTS = 1 << 62
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _say(text: str) -> None:
@@ -121,7 +108,7 @@ class Node:
         self.log_path = root / f"{node_id}.log"
         self.config_path = root / f"{node_id}.toml"
         self.config_path.write_text(config)
-        self.amqp_port, self.admin_port = _free_ports(2)
+        self.amqp_port, self.admin_port = free_ports(2)
         self.peers = peers
         self.cluster_port = cluster_port
         self.fsync = fsync
@@ -242,7 +229,7 @@ class Node:
 class Cluster:
     def __init__(self, root: Path, config: str, size: int) -> None:
         ids = NODE_IDS[:size]
-        ports = _free_ports(size)
+        ports = free_ports(size)
         peers = ",".join(f"{i}={HOST}:{p}" for i, p in zip(ids, ports, strict=True))
         root.mkdir(parents=True, exist_ok=True)
         self.nodes = {
@@ -310,16 +297,6 @@ def _declare(port: int, queue: str, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def _delete(port: int, queue: str) -> None:
-    with contextlib.suppress(OSError, raw.BrokerClosed, raw.Stalled):
-        conn = raw.RawConnection(HOST, port, timeout=30)
-        try:
-            conn.channel_open(1)
-            conn.queue_delete(1, queue)
-        finally:
-            conn.close()
-
-
 # -- publishers -------------------------------------------------------------------------------
 
 
@@ -381,25 +358,11 @@ def publish_raw(
         conn.close()
 
 
-def _pika_params(port: int, timeout: float) -> Any:
-    import pika
-
-    return pika.ConnectionParameters(
-        host=HOST,
-        port=port,
-        credentials=pika.PlainCredentials("guest", "guest"),
-        heartbeat=0,
-        connection_attempts=1,
-        socket_timeout=timeout,
-        blocked_connection_timeout=timeout,
-    )
-
-
 def publish_pika(port: int, queue: str, seconds: float, timeout: float) -> dict[str, Any]:
     """pika BlockingConnection, confirm_delivery: every publish waits for its confirm."""
     import pika
 
-    conn = pika.BlockingConnection(_pika_params(port, timeout))
+    conn = pika.BlockingConnection(pika_params(port, timeout))
     try:
         ch = conn.channel()
         ch.confirm_delivery()
@@ -447,7 +410,7 @@ def part_throughput(root: Path, args: argparse.Namespace) -> list[dict[str, Any]
                 res = publish_pika(port, queue, args.duration, args.timeout)
         except Exception as exc:
             res = {"error": f"{type(exc).__name__}: {exc}"}
-        _delete(port, queue)
+        delete_queue(port, queue, 30)
         return res
 
     with running_cluster(root / "single", THROUGHPUT_CONFIG, 1) as single:
@@ -693,7 +656,7 @@ def _first_get(port: int, queue: str, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = pika.BlockingConnection(_pika_params(port, 5))
+            conn = pika.BlockingConnection(pika_params(port, 5))
             try:
                 method, _props, _body = conn.channel().basic_get(queue, auto_ack=False)
                 if method is not None:

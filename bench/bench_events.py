@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sqs import Moto, Polymq  # noqa: E402
+from common import Moto, aws_polymq, boto3_client  # noqa: E402
 
 SOURCES = 50
 GROUP = 3
@@ -39,19 +39,20 @@ SETUP_THREADS = 16
 
 
 def client(service: str, endpoint: str, timeout: float = 60.0) -> Any:
-    import boto3
-    import botocore.config
-
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-    )
-    config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+    return boto3_client(
+        service,
+        endpoint,
         connect_timeout=timeout,
         read_timeout=timeout,
         max_pool_connections=SETUP_THREADS,
     )
-    return session.client(service, endpoint_url=endpoint, config=config)
+
+
+def target_queue(sqs: Any, name: str) -> tuple[str, str]:
+    """A fresh SQS queue for the rules to target: its URL and ARN."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    return url, attrs["QueueArn"]
 
 
 def rule_pattern(i: int) -> dict[str, Any]:
@@ -107,15 +108,10 @@ def producer(endpoint: str, bus: str, n_rules: int, index: int, opts: dict, out:
     out.put({"sent": sent, "failed": failed, "lat": latencies, "elapsed": time.monotonic() - start})
 
 
-def run(endpoint: str, n_rules: int, opts: dict) -> dict[str, Any]:
-    sqs = client("sqs", endpoint)
-    tag = f"{n_rules}-{int(time.time())}"
-    url = sqs.create_queue(QueueName=f"bench-events-{tag}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    bus = f"bench-{tag}"
-    setup_s = setup(endpoint, bus, n_rules, arn)
+def load(endpoint: str, bus: str, n_rules: int, opts: dict) -> dict[str, Any]:
+    """``opts["procs"]`` producer processes on the bus for ``opts["duration"]`` s: events/s
+    accepted, failed entries, PutEvents latency p50 / p99 in ms (None without calls) and the
+    time.monotonic() the last producer was joined."""
     out: Any = mp.Queue()
     procs = [
         mp.Process(target=producer, args=(endpoint, bus, n_rules, i, opts, out))
@@ -126,17 +122,34 @@ def run(endpoint: str, n_rules: int, opts: dict) -> dict[str, Any]:
     results = [out.get(timeout=opts["duration"] + 120) for _ in procs]
     for p in procs:
         p.join(30)
+    stopped = time.monotonic()
     sent = sum(r["sent"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
     lat = sorted(x for r in results for x in r["lat"])
-    time.sleep(1.0)
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     return {
-        "rules": n_rules,
         "rate": sent / elapsed,
         "failed": sum(r["failed"] for r in results),
         "p50": statistics.median(lat) * 1000 if lat else None,
         "p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else None,
+        "stopped": stopped,
+    }
+
+
+def run(endpoint: str, n_rules: int, opts: dict) -> dict[str, Any]:
+    sqs = client("sqs", endpoint)
+    tag = f"{n_rules}-{int(time.time())}"
+    url, arn = target_queue(sqs, f"bench-events-{tag}")
+    bus = f"bench-{tag}"
+    setup_s = setup(endpoint, bus, n_rules, arn)
+    got = load(endpoint, bus, n_rules, opts)
+    time.sleep(1.0)
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return {
+        "rules": n_rules,
+        "rate": got["rate"],
+        "failed": got["failed"],
+        "p50": got["p50"],
+        "p99": got["p99"],
         "delivered": int(attrs["Attributes"]["ApproximateNumberOfMessages"]),
         "setup_s": setup_s,
     }
@@ -153,7 +166,7 @@ def main() -> None:
     opts = {"duration": args.duration, "procs": args.procs}
     rows: list[tuple[str, dict[str, Any]]] = []
     if args.only != "moto":
-        server = Polymq(args.fsync)
+        server = aws_polymq(args.fsync)
         try:
             for n in (int(x) for x in args.rules.split(",")):
                 rows.append(("polymq", run(server.endpoint, n, opts)))

@@ -69,12 +69,25 @@ from pathlib import Path
 from typing import Any
 
 import mqtt_raw as raw
-from bench_amqp import Tally, _counts, _fmt_rate, _recv, _spread
+from common import (
+    HOST,
+    ROOT,
+    Polymq,
+    Tally,
+    counts,
+    describe,
+    fmt_rate,
+    print_epilogue,
+    reap,
+    recv,
+    run_and_stop,
+    run_rows,
+    spread,
+    wait_go,
+)
 
 BODY_SIZE = 256
-HOST = "127.0.0.1"
 SEQ = struct.Struct(">Q")
-ROOT = Path(__file__).resolve().parent.parent
 ALL_BROKERS = ("polymq", "mosquitto", "rabbitmq")
 
 # row -> (label, publisher kind, subscriber kind, QoS)
@@ -103,6 +116,13 @@ def _client_id(kind: str, k: int = 0) -> str:
     return f"bm{kind}{os.getpid() % 100000}-{k}"
 
 
+def _raw_client(bcfg: dict, client_id: str, timeout: float) -> raw.RawClient:
+    """A raw MQTT connection to the broker of ``bcfg``, CONNACK received."""
+    return raw.RawClient(
+        HOST, bcfg["port"], client_id, bcfg["user"], bcfg["password"], timeout=timeout
+    )
+
+
 def subscribers_raw(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -> None:
     """``count`` raw subscribers on one topic (QoS ``opts["qos"]``), one select loop; at QoS 1
     each received chunk's PUBACKs leave as one send."""
@@ -112,20 +132,13 @@ def subscribers_raw(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -
     expect = None
     try:
         for k in range(count):
-            client = raw.RawClient(
-                HOST,
-                bcfg["port"],
-                _client_id("s", k),
-                bcfg["user"],
-                bcfg["password"],
-                timeout=opts["timeout"],
-            )
+            client = _raw_client(bcfg, _client_id("s", k), opts["timeout"])
             clients.append(client)
             client.subscribe(topic, opts["qos"])
         ctrl.send(("ready",))
         expect, error = _receive_raw(ctrl, clients, tallies, opts)
     except Exception as exc:  # reported in the table
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
     finally:
         for client in clients:
             client.close()
@@ -309,7 +322,7 @@ def subscriber_paho(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -
         while error is None and time.monotonic() < end:
             step(0.05)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
@@ -319,29 +332,17 @@ def subscriber_paho(bcfg: dict, topic: str, count: int, opts: dict, ctrl: Any) -
 # -- publisher processes ---------------------------------------------------------------------
 
 
-def _wait_go(ctrl: Any, timeout: float) -> None:
-    if not ctrl.poll(timeout) or ctrl.recv()[0] != "go":
-        raise raw.Stalled("no go from the bench")
-
-
 def publisher_raw(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
     out: dict[str, Any] = {"sent": 0, "error": None}
     client = None
     try:
-        client = raw.RawClient(
-            HOST,
-            bcfg["port"],
-            _client_id("P"),
-            bcfg["user"],
-            bcfg["password"],
-            timeout=opts["timeout"],
-        )
+        client = _raw_client(bcfg, _client_id("P"), opts["timeout"])
         pkt, off = raw.publish_packet(topic, bytes(BODY_SIZE))
         per_send = opts["batch"]
         batch = bytearray(pkt * per_send)
         offsets = [k * len(pkt) + off for k in range(per_send)]
         pack = SEQ.pack_into
-        _wait_go(ctrl, opts["timeout"] * 2)
+        wait_go(ctrl, opts["timeout"] * 2, raw.Stalled)
         seq = 0
         t0 = time.monotonic_ns()
         deadline = t0 + int(opts["seconds"] * 1e9)
@@ -355,7 +356,7 @@ def publisher_raw(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
         client.ping()  # every PUBLISH before it was read by the broker
         out["ingest_rate"] = seq / ((time.monotonic_ns() - t0) / 1e9)
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["error"] = describe(exc)
     finally:
         if client is not None:
             client.close()
@@ -369,14 +370,7 @@ def publisher_raw_qos1(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
     out: dict[str, Any] = {"sent": 0, "acked": 0, "error": None}
     client = None
     try:
-        client = raw.RawClient(
-            HOST,
-            bcfg["port"],
-            _client_id("R"),
-            bcfg["user"],
-            bcfg["password"],
-            timeout=opts["timeout"],
-        )
+        client = _raw_client(bcfg, _client_id("R"), opts["timeout"])
         window = min(opts["window"], 65535)
         per_send = max(1, min(opts["batch"], window))
         pkt, id_off, pay_off = raw.publish_packet_qos1(topic, bytes(BODY_SIZE))
@@ -410,7 +404,7 @@ def publisher_raw_qos1(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
             buf.extend(data)
             del buf[: raw.scan(buf, None, None, on_puback)]
 
-        _wait_go(ctrl, timeout * 2)
+        wait_go(ctrl, timeout * 2, raw.Stalled)
         seq = 0
         pid = 0
         t0 = time.monotonic_ns()
@@ -440,7 +434,7 @@ def publisher_raw_qos1(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
         if count["stray"]:
             out["error"] = f"{count['stray']} PUBACKs for packet ids not in flight"
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["error"] = describe(exc)
     finally:
         if client is not None:
             client.close()
@@ -492,7 +486,7 @@ def publisher_paho(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
             if unacked:
                 raise raw.Stalled(f"{unacked} QoS 1 publishes not acknowledged within {timeout} s")
 
-        _wait_go(ctrl, timeout * 2)
+        wait_go(ctrl, timeout * 2, raw.Stalled)
         seq = 0
         t0 = time.monotonic_ns()
         deadline = t0 + int(opts["seconds"] * 1e9)
@@ -513,7 +507,7 @@ def publisher_paho(bcfg: dict, topic: str, opts: dict, ctrl: Any) -> None:
             settle(batches.popleft())
         out["ack_rate"] = out["acked"] / ((out["last_ack_ns"] - t0) / 1e9)
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["error"] = describe(exc)
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
@@ -654,7 +648,7 @@ def connection_holder(bcfg: dict, n: int, worker: int, opts: dict, ctrl: Any) ->
             msg = ctrl.recv() if ctrl.poll(600) else ("close",)
     except Exception as exc:
         with contextlib.suppress(Exception):
-            ctrl.send(("error", f"{type(exc).__name__}: {exc}"))
+            ctrl.send(("error", describe(exc)))
     finally:
         for entry in pending.values():
             entry[0].close()
@@ -758,7 +752,7 @@ def run_memory_trial(
     failures: Counter[str] = Counter()
     try:
         for pipe in pipes:
-            msg = _recv(pipe, opts["conn_timeout"] + 60, "connection worker")
+            msg = recv(pipe, opts["conn_timeout"] + 60, "connection worker")
             if msg[0] == "opened":
                 held += msg[1]["held"]
                 failures.update(msg[1]["failures"])
@@ -776,7 +770,7 @@ def run_memory_trial(
             with contextlib.suppress(Exception):
                 pipe.send(("check",))
         for pipe in pipes:
-            msg = _recv(pipe, 120, "connection worker")
+            msg = recv(pipe, 120, "connection worker")
             if msg[0] == "alive":
                 alive += msg[1]
         result.update(
@@ -804,12 +798,8 @@ def run_memory_trial(
             with contextlib.suppress(Exception):
                 pipe.send(("close",))
         for pipe in pipes:
-            _recv(pipe, 120, "connection worker")
-        for proc in procs:
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
+            recv(pipe, 120, "connection worker")
+        reap(procs, 30)
     result["after_close_kib"] = rss_kib(pid)
     return result
 
@@ -822,7 +812,7 @@ def memory_trial(broker: str, bcfg: dict, fsync: str, opts: dict, notes: list[st
         res = run_memory_trial(broker, bcfg, opts)
         res["limit"] = fmt_limit(nofile_limit(pid)) if pid else "?"
         return res
-    fresh = Polymq(fsync)
+    fresh = start_polymq(fsync)
     try:
         cfg = dict(bcfg, port=fresh.port, pid=fresh.proc.pid)
         time.sleep(1.0)  # let start-up settle before the RSS baseline
@@ -838,7 +828,7 @@ def memory_trial(broker: str, bcfg: dict, fsync: str, opts: dict, notes: list[st
     # The same again in a second fresh process with tracemalloc on (its own bookkeeping would
     # inflate the RSS figure): the Python heap the connections hold, by allocating line.
     heap_file = os.path.join(tempfile.mkdtemp(prefix="polymq-bench-heap-"), "heap.json")
-    fresh = Polymq(fsync, heap_file=heap_file)
+    fresh = start_polymq(fsync, heap_file=heap_file)
     try:
         cfg = dict(bcfg, port=fresh.port, pid=fresh.proc.pid)
         time.sleep(1.0)
@@ -964,7 +954,7 @@ def run_trial(row: str, broker: str, bcfg: dict, rep: int, opts: dict) -> dict[s
     try:
         failed = False
         for pipe in sub_pipes:
-            msg = _recv(pipe, t + 20, "subscriber setup")
+            msg = recv(pipe, t + 20, "subscriber setup")
             if msg[0] == "result":
                 result["errors"] += [f"subscriber: {r['error']}" for r in msg[1] if r["error"]]
                 failed = True
@@ -978,7 +968,7 @@ def run_trial(row: str, broker: str, bcfg: dict, rep: int, opts: dict) -> dict[s
                     pipe.send(("stop",))
             return result
         p_here.send(("go",))
-        msg = _recv(p_here, opts["seconds"] + 3 * t + 20, "publisher")
+        msg = recv(p_here, opts["seconds"] + 3 * t + 20, "publisher")
         pub_out = msg[1] if msg[0] == "result" else {"error": msg[1], "sent": 0}
         if pub_out.get("error"):
             result["errors"].append(f"publisher: {pub_out['error']}")
@@ -987,7 +977,7 @@ def run_trial(row: str, broker: str, bcfg: dict, rep: int, opts: dict) -> dict[s
             with contextlib.suppress(Exception):
                 pipe.send(("expect", pub_out.get("sent", 0)))
         for pipe in sub_pipes:
-            msg = _recv(pipe, 2 * t + opts["settle"] + 30, "subscriber")
+            msg = recv(pipe, 2 * t + opts["settle"] + 30, "subscriber")
             if msg[0] != "result":
                 result["errors"].append(f"subscriber: {msg[1]}")
                 continue
@@ -996,11 +986,7 @@ def run_trial(row: str, broker: str, bcfg: dict, rep: int, opts: dict) -> dict[s
                 if sub["error"]:
                     result["errors"].append(f"subscriber: {sub['error']}")
     finally:
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
+        reap(procs)
     return result
 
 
@@ -1017,73 +1003,11 @@ def _other_listeners() -> list[str]:
     return names + (["mqtt-ws"] if "--mqtt-ws-port" in usage else [])
 
 
-class Polymq:
-    """``python -m broker serve`` on a free MQTT port, stderr drained by a thread."""
-
-    def __init__(self, fsync: str, heap_file: str | None = None) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="polymq-bench-")
-        self.port: int | None = None
-        self.ready = threading.Event()
-        self.notable: list[str] = []
-        self.warnings = 0
-        start = [sys.executable, "-m", "broker"]
-        if heap_file is not None:
-            start = [sys.executable, "-c", TRACED_SERVE, heap_file]
-        self.proc = subprocess.Popen(
-            start
-            + ["serve", "--data-dir", self.data_dir, "--host", HOST]
-            + ["--mqtt-port", "0", "--fsync", fsync]
-            + [f"--{name}-port=off" for name in _other_listeners()],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
-        if not self.ready.wait(30) or self.port is None:
-            self.stop()
-            raise RuntimeError("polymq did not report its MQTT port: " + " | ".join(self.notable))
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            try:
-                event = json.loads(text)
-            except ValueError:
-                self.notable.append(text)
-                continue
-            if event.get("event") == "listening" and event.get("listener") == "mqtt":
-                self.port = int(event["port"])
-                self.ready.set()
-            elif event.get("level") not in ("info", "debug"):
-                self.warnings += 1
-                if len(self.notable) < 200:
-                    self.notable.append(text)
-        self.ready.set()
-
-    def peak_rss_mb(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.notable.append("did not stop within 15 s of SIGTERM; killed")
-                self.proc.kill()
-                self.proc.wait(5)
-        self.reader.join(5)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        return self.proc.returncode
+def start_polymq(fsync: str, heap_file: str | None = None) -> Polymq:
+    """polymq on a free MQTT port, the other listeners off; with ``heap_file``, under
+    ``TRACED_SERVE``."""
+    start = None if heap_file is None else [sys.executable, "-c", TRACED_SERVE, heap_file]
+    return Polymq("mqtt", fsync, _other_listeners(), start=start)
 
 
 def listener_pid(port: int, names: tuple[str, ...]) -> int | None:
@@ -1114,10 +1038,9 @@ def listener_pid(port: int, names: tuple[str, ...]) -> int | None:
 
 def _check_broker(bcfg: dict) -> str | None:
     try:
-        user, password = bcfg["user"], bcfg["password"]
-        raw.RawClient(HOST, bcfg["port"], _client_id("c"), user, password, 5).close()
+        _raw_client(bcfg, _client_id("c"), 5).close()
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return describe(exc)
     return None
 
 
@@ -1184,8 +1107,8 @@ def print_table(results: dict, brokers: list[str], rows: list[str], opts: dict) 
             med = statistics.median(vals) if vals else None
             if med:
                 meds[broker] = med
-            lost_of[broker] = _counts(recs, "lost") if recs else "?"
-            rng = f"{_fmt_rate(min(vals))}..{_fmt_rate(max(vals))}" if vals else "-"
+            lost_of[broker] = counts(recs, "lost") if recs else "?"
+            rng = f"{fmt_rate(min(vals))}..{fmt_rate(max(vals))}" if vals else "-"
             ratios = ""
             if broker == "polymq":
                 ratios = f"{'':>10}" * len(others)
@@ -1201,9 +1124,9 @@ def print_table(results: dict, brokers: list[str], rows: list[str], opts: dict) 
                     for other in others
                 )
             print(
-                f"{label if i == 0 else '':<34} {broker:<10} {_fmt_rate(med):>10} "
-                f"{_fmt_rate(max(vals) if vals else None):>10} {rng:>19} {_spread(vals):>7} "
-                f"{lost_of[broker]:>9} {_counts(recs, 'dup') if recs else '?':>5}{ratios}"
+                f"{label if i == 0 else '':<34} {broker:<10} {fmt_rate(med):>10} "
+                f"{fmt_rate(max(vals) if vals else None):>10} {rng:>19} {spread(vals):>7} "
+                f"{lost_of[broker]:>9} {counts(recs, 'dup') if recs else '?':>5}{ratios}"
                 f"  ({len(vals)}/{repeat} ok)"
             )
         if "polymq" in brokers:
@@ -1411,7 +1334,7 @@ def main() -> None:
         )
     cfgs["polymq"] = {"port": 0, "user": None, "password": None}
     if "polymq" in brokers and rows != ["d"]:
-        polymq = Polymq(args.fsync)
+        polymq = start_polymq(args.fsync)
         cfgs["polymq"].update(port=polymq.port, pid=polymq.proc.pid)
     brokers = [b for b in ALL_BROKERS if b in brokers]
     ports = ", ".join(f"{b} :{cfgs[b]['port'] or 'fresh'}" for b in brokers)
@@ -1423,31 +1346,18 @@ def main() -> None:
         f"connections; {os.cpu_count()} CPUs"
     )
     results: dict[tuple[str, str], Any] = {}
-    try:
-        for row in rows:
-            for rep in range(args.repeat):
-                order = brokers if rep % 2 == 0 else brokers[::-1]
-                for broker in order:
-                    if broker == "polymq" and polymq is not None and polymq.proc.poll() is not None:
-                        notes.append(f"{row} #{rep + 1} polymq: broker process exited")
-                        continue
-                    t0 = time.monotonic()
-                    if row == "d":
-                        res = memory_trial(broker, cfgs[broker], args.fsync, opts, notes)
-                        results[("d-limit", broker)] = res.pop("limit", "?")
-                    else:
-                        res = run_trial(row, broker, cfgs[broker], rep, opts)
-                    results.setdefault((row, broker), []).append(res)
-                    print(
-                        f"  {row} #{rep + 1} {broker:<9} {_summary(row, res)}"
-                        f" [{time.monotonic() - t0:.1f} s]"
-                    )
-                    for err in res["errors"]:
-                        notes.append(f"{row} #{rep + 1} {broker}: {err}")
-                    sys.stdout.flush()
-    finally:
-        rss = polymq.peak_rss_mb() if polymq else None
-        code = polymq.stop() if polymq else None
+
+    def trial(row: str, broker: str, rep: int) -> dict[str, Any]:
+        if row != "d":
+            return run_trial(row, broker, cfgs[broker], rep, opts)
+        res = memory_trial(broker, cfgs[broker], args.fsync, opts, notes)
+        results[("d-limit", broker)] = res.pop("limit", "?")
+        return res
+
+    rss, code = run_and_stop(
+        polymq,
+        lambda: run_rows(rows, args.repeat, brokers, polymq, notes, trial, _summary, results),
+    )
     print_table(results, brokers, rows, opts)
     print()
     print("lost: published but never received (summed over subscribers); dup: received more than")
@@ -1463,18 +1373,7 @@ def main() -> None:
         print(f"{args.conn_settle:g} s idle; 'reached' is the smallest count over the trials.")
         print("traced: polymq only, a second fresh process under tracemalloc: (traced Python heap")
         print("with the connections - before) / connections, after a gc.")
-    if polymq is not None:
-        rss_text = f"{rss:.0f} MB" if rss else "?"
-        print(
-            f"polymq: peak RSS {rss_text}, {polymq.warnings} warning/error log lines, "
-            f"exit code {code} after SIGTERM"
-        )
-        for line in polymq.notable[:20]:
-            notes.append(f"polymq log: {line}")
-    if notes:
-        print("\nproblems:")
-        for n in notes:
-            print(f"  {n}")
+    print_epilogue(polymq, rss, code, notes, warnings=True)
 
 
 if __name__ == "__main__":

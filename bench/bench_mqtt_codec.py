@@ -9,32 +9,19 @@ same message. Prints µs/message (best of ``--repeat`` runs).
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Callable
 from functools import partial
+
+from common import best, chunks, codec_options, feed_all, print_per_message
 
 from protocols.mqtt.codec import MQTT_3_1_1, MQTT_5, Decoder, encode_publish
 
 TOPIC = "bench/topic/1"
 PAYLOAD = b"x" * 256
-CHUNK_BYTES = 64 * 1024
-
-
-def chunks(stream: bytes) -> list[bytes]:
-    return [stream[i : i + CHUNK_BYTES] for i in range(0, len(stream), CHUNK_BYTES)]
 
 
 def decode_run(version: int, pieces: list[bytes], expect: int) -> float:
-    dec = Decoder(version=version)
-    got = 0
-    start = time.perf_counter()
-    for piece in pieces:
-        dec.feed(piece)
-        got += len(dec.events())
-    elapsed = time.perf_counter() - start
-    assert got == expect, (got, expect)
-    return elapsed
+    return feed_all(Decoder(version=version), pieces, expect)
 
 
 def encode_run(version: int, qos: int, n: int) -> float:
@@ -49,15 +36,8 @@ def encode_run(version: int, qos: int, n: int) -> float:
     return time.perf_counter() - start
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    return min(fn() for _ in range(repeat))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    opts = parser.parse_args()
+    opts = codec_options(__doc__)
     n = opts.messages
     rows: list[tuple[str, float]] = []
     for version, label in ((MQTT_3_1_1, "3.1.1"), (MQTT_5, "5.0")):
@@ -69,9 +49,7 @@ def main() -> None:
         for qos in (0, 1):
             secs = best(partial(encode_run, version, qos, n), opts.repeat)
             rows.append((f"encode PUBLISH QoS {qos} ({label})", secs))
-    width = max(len(name) for name, _ in rows)
-    for name, secs in rows:
-        print(f"{name:<{width}}  {secs / n * 1e6:6.3f} µs/msg")
+    print_per_message(rows, n)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ load stopped).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -29,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_events import client, producer, setup  # noqa: E402
-from bench_sqs import Polymq  # noqa: E402
+from bench_events import client, load, setup, target_queue  # noqa: E402
+from common import aws_polymq  # noqa: E402
 
 DRAIN_TIMEOUT_S = 120.0
 
@@ -58,10 +57,7 @@ def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]
     tag = f"{n_rules}-{'d' if with_discoverer else 'n'}-{int(time.time() * 1000) % 10**8}"
     bus = f"bench-{tag}"
     if n_rules:
-        url = sqs.create_queue(QueueName=f"bench-schemas-{tag}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        _, arn = target_queue(sqs, f"bench-schemas-{tag}")
         setup(endpoint, bus, n_rules, arn)
     else:
         events.create_event_bus(Name=bus)
@@ -69,27 +65,15 @@ def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]
     if with_discoverer:
         bus_arn = f"arn:aws:events:us-east-1:000000000000:event-bus/{bus}"
         did = schemas.create_discoverer(SourceArn=bus_arn)["DiscovererId"]
-    out: Any = mp.Queue()
-    procs = [
-        mp.Process(target=producer, args=(endpoint, bus, max(n_rules, 30), i, opts, out))
-        for i in range(opts["procs"])
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=opts["duration"] + 120) for _ in procs]
-    for p in procs:
-        p.join(30)
-    stopped = time.monotonic()
-    sent = sum(r["sent"] for r in results)
-    elapsed = max(r["elapsed"] for r in results)
-    lat = sorted(x for r in results for x in r["lat"])
+    got = load(endpoint, bus, max(n_rules, 30), opts)
+    stopped = got["stopped"]
     row: dict[str, Any] = {
         "rules": n_rules,
         "discoverer": with_discoverer,
-        "rate": sent / elapsed,
-        "failed": sum(r["failed"] for r in results),
-        "p50": statistics.median(lat) * 1000 if lat else 0.0,
-        "p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else 0.0,
+        "rate": got["rate"],
+        "failed": got["failed"],
+        "p50": got["p50"] if got["p50"] is not None else 0.0,
+        "p99": got["p99"] if got["p99"] is not None else 0.0,
         "schemas": None,
         "versions": None,
         "drain_s": None,
@@ -122,7 +106,7 @@ def main() -> None:
     opts = {"duration": args.duration, "procs": args.procs}
     keys = [(n, d) for n in (args.rules, 0) for d in (False, True)]
     trials: dict[tuple[int, bool], list[dict[str, Any]]] = {k: [] for k in keys}
-    server = Polymq(args.fsync)
+    server = aws_polymq(args.fsync)
     try:
         for trial in range(args.trials):
             # every other trial runs the discoverer row first: drift does not favour either

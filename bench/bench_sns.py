@@ -26,12 +26,19 @@ import argparse
 import contextlib
 import json
 import multiprocessing as mp
-import statistics
-import sys
 import time
 from typing import Any
 
-from bench_sqs import HOST, Moto, Polymq, _fmt  # noqa: F401  (same directory)
+from common import (
+    boto3_client,
+    describe,
+    each_endpoint,
+    fmt,
+    median_p99,
+    run_workers,
+    wait_until,
+    worker_errors,
+)
 
 BODY_SIZE = 256
 ACCOUNT = "000000000000"
@@ -44,19 +51,14 @@ def _message(publisher: int, seq: int) -> str:
 
 
 def _client(service: str, endpoint: str, timeout: float) -> Any:
-    import boto3
-    import botocore.config
-
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION
-    )
-    config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+    return boto3_client(
+        service,
+        endpoint,
+        REGION,
         connect_timeout=timeout,
         read_timeout=timeout,
         max_pool_connections=4,
     )
-    return session.client(service, endpoint_url=endpoint, config=config)
 
 
 # -- worker processes ------------------------------------------------------------------------
@@ -66,8 +68,7 @@ def publisher(endpoint: str, topic: str, index: int, opts: dict, out: Any) -> No
     result: dict[str, Any] = {"role": "publisher", "sent": 0, "latencies": [], "error": None}
     try:
         client = _client("sns", endpoint, opts["timeout"])
-        while time.time() < opts["start"]:
-            time.sleep(0.005)
+        wait_until(opts["start"])
         deadline = opts["start"] + opts["duration"]
         seq = 0
         while time.time() < deadline:
@@ -77,7 +78,7 @@ def publisher(endpoint: str, topic: str, index: int, opts: dict, out: Any) -> No
             seq += 1
             result["sent"] += 1
     except Exception as exc:  # reported in the table
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = describe(exc)
     out.put(result)
 
 
@@ -88,8 +89,7 @@ def drainer(endpoint: str, url: str, opts: dict, out: Any, total: Any) -> None:
     seen: set[tuple[int, int]] = set()
     try:
         client = _client("sqs", endpoint, opts["timeout"] + 1)
-        while time.time() < opts["start"]:
-            time.sleep(0.005)
+        wait_until(opts["start"])
         hard_stop = opts["start"] + opts["duration"] + opts["drain"]
         while time.time() < hard_stop:
             want = total.value
@@ -115,7 +115,7 @@ def drainer(endpoint: str, url: str, opts: dict, out: Any, total: Any) -> None:
                 ],
             )
     except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = describe(exc)
     result["unique"] = len(seen)
     out.put(result)
 
@@ -151,30 +151,19 @@ def run(endpoint: str, name: str, opts: dict) -> dict[str, Any]:
         for url in urls
     ]
     procs = pubs + drains
-    for p in procs:
-        p.start()
-    results: list[dict[str, Any]] = []
     limit = time.time() + 3 + opts["duration"] + opts["drain"] + opts["timeout"] + 30
     published = 0
     publishers_done = 0
-    while len(results) < len(procs):
-        left = limit - time.time()
-        if left <= 0:
-            break
-        try:
-            r = out.get(timeout=left)
-        except Exception:
-            break
-        results.append(r)
+
+    def on_result(r: dict[str, Any]) -> None:
+        nonlocal published, publishers_done
         if r["role"] == "publisher":
             publishers_done += 1
             published += r["sent"]
             if publishers_done == opts["publishers"]:
                 total.value = published
-    for p in procs:
-        p.join(5)
-        if p.is_alive():
-            p.terminate()
+
+    results = run_workers(procs, out, limit, on_result)
     with contextlib.suppress(Exception):
         sns.delete_topic(TopicArn=topic)
         for url in urls:
@@ -193,10 +182,8 @@ def run(endpoint: str, name: str, opts: dict) -> dict[str, Any]:
         "received": received,
         "lost": sum(max(0, published - c["unique"]) for c in cons),
         "dup": sum(c["dup"] for c in cons),
-        "p50": statistics.median(lat) if lat else None,
-        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-        "errors": [r["error"] for r in results if r.get("error")]
-        + ([] if len(results) == len(procs) else ["a worker did not report"]),
+        **median_p99(lat),
+        "errors": worker_errors(results, len(procs)),
     }
 
 
@@ -214,8 +201,8 @@ def print_table(rows: dict[str, dict[str, Any]], opts: dict) -> None:
     print("-" * 92)
     for name, r in rows.items():
         print(
-            f"{name:<9} {_fmt(r['pub_rate']):>10} {_fmt(r['copy_rate']):>12} "
-            f"{_fmt(r['p50'], 2):>11} {_fmt(r['p99'], 2):>11} {r['published']:>10,} "
+            f"{name:<9} {fmt(r['pub_rate']):>10} {fmt(r['copy_rate']):>12} "
+            f"{fmt(r['p50'], 2):>11} {fmt(r['p99'], 2):>11} {r['published']:>10,} "
             f"{r['received']:>9,} {r['lost']:>6} {r['dup']:>5}"
         )
         for err in r["errors"]:
@@ -240,20 +227,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0, help="per-call timeout, seconds")
     args = ap.parse_args()
     opts = {k: getattr(args, k) for k in ("duration", "publishers", "queues", "drain", "timeout")}
-    rows: dict[str, dict[str, Any]] = {}
-    for name in ("polymq", "moto"):
-        if args.only and args.only != name:
-            continue
-        try:
-            server: Polymq | Moto = Polymq(args.fsync) if name == "polymq" else Moto()
-        except (FileNotFoundError, RuntimeError) as exc:
-            print(f"{name}: skipped: {exc}", file=sys.stderr)
-            continue
-        try:
-            print(f"{name}: {server.endpoint} ...", file=sys.stderr)
-            rows[name] = run(server.endpoint, name, opts)
-        finally:
-            server.stop()
+    rows = each_endpoint(args.only, args.fsync, lambda endpoint, name: run(endpoint, name, opts))
     print_table(rows, opts)
 
 

@@ -21,25 +21,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing as mp
-import os
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import urllib.request
-from pathlib import Path
 from typing import Any
 
+from common import (
+    boto3_client,
+    describe,
+    each_endpoint,
+    fmt,
+    median_p99,
+    run_workers,
+    wait_until,
+    worker_errors,
+)
+
 BODY_SIZE = 256
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
 BATCH = 10
 
 
@@ -49,19 +46,9 @@ def _body(producer: int, seq: int) -> str:
 
 
 def _client(endpoint: str, timeout: float) -> Any:
-    import boto3
-    import botocore.config
-
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    return boto3_client(
+        "sqs", endpoint, connect_timeout=timeout, read_timeout=timeout, max_pool_connections=4
     )
-    config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        max_pool_connections=4,
-    )
-    return session.client("sqs", endpoint_url=endpoint, config=config)
 
 
 # -- worker processes ------------------------------------------------------------------------
@@ -72,8 +59,7 @@ def producer(endpoint: str, url: str, index: int, opts: dict, out: Any) -> None:
     try:
         client = _client(endpoint, opts["timeout"])
         deadline = opts["start"] + opts["duration"]
-        while time.time() < opts["start"]:
-            time.sleep(0.005)
+        wait_until(opts["start"])
         seq = 0
         while time.time() < deadline:
             entries = [{"Id": str(i), "MessageBody": _body(index, seq + i)} for i in range(BATCH)]
@@ -84,7 +70,7 @@ def producer(endpoint: str, url: str, index: int, opts: dict, out: Any) -> None:
             seq += BATCH
         result["last_ns"] = time.time()
     except Exception as exc:  # reported in the table
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = describe(exc)
     out.put(result)
 
 
@@ -101,8 +87,7 @@ def consumer(endpoint: str, url: str, index: int, opts: dict, out: Any, stop: An
     dup = 0
     try:
         client = _client(endpoint, opts["timeout"] + opts["wait"])
-        while time.time() < opts["start"]:
-            time.sleep(0.005)
+        wait_until(opts["start"])
         drain_until = opts["start"] + opts["duration"] + opts["drain"]
         idle_after_stop = 0
         while time.time() < drain_until:
@@ -136,111 +121,10 @@ def consumer(endpoint: str, url: str, index: int, opts: dict, out: Any, stop: An
             result["deleted"] += len(reply.get("Successful", []))
             result["last"] = time.time()
     except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = describe(exc)
     result["seen"] = sorted(seen)
     result["dup"] = dup
     out.put(result)
-
-
-# -- servers ---------------------------------------------------------------------------------
-
-
-class Polymq:
-    """``python -m broker serve`` with only the AWS HTTP listener, stderr drained by a thread."""
-
-    def __init__(self, fsync: str) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="polymq-bench-sqs-")
-        self.port: int | None = None
-        self.ready = threading.Event()
-        self.notable: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--data-dir", self.data_dir, "--host", HOST]
-            + ["--http-port", "0", "--fsync", fsync]
-            + [f"--{name}-port=off" for name in ("amqp", "mqtt", "mqtt-ws", "stomp", "admin")],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
-        if not self.ready.wait(30) or self.port is None:
-            self.stop()
-            raise RuntimeError("polymq did not report its HTTP port: " + " | ".join(self.notable))
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            try:
-                event = json.loads(text)
-            except ValueError:
-                self.notable.append(text)
-                continue
-            if event.get("event") == "listening" and event.get("listener") == "http":
-                self.port = int(event["port"])
-                self.ready.set()
-            elif event.get("level") not in ("info", "debug"):
-                self.notable.append(text)
-        self.ready.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.reader.join(5)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-class Moto:
-    """``moto_server`` on a free port (account 000000000000, as polymq's)."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        if not Path(exe).exists():
-            raise FileNotFoundError("moto_server is not installed (pip install 'moto[server]')")
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            self.port = s.getsockname()[1]
-        env = {**os.environ, "MOTO_ACCOUNT_ID": "000000000000"}
-        self.proc = subprocess.Popen(
-            [exe, "-H", HOST, "-p", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + 30
-        while True:  # moto logs nothing machine-readable: poll its HTTP port, bounded
-            try:
-                urllib.request.urlopen(f"http://{HOST}:{self.port}/", timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("moto_server did not answer within 30 s") from None
-                time.sleep(0.1)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -260,28 +144,17 @@ def run(endpoint: str, name: str, opts: dict) -> dict[str, Any]:
         ctx.Process(target=consumer, args=(endpoint, url, i, run_opts, out, stop), daemon=True)
         for i in range(opts["consumers"])
     ]
-    for p in procs:
-        p.start()
-    results = []
     limit = time.time() + 3 + opts["duration"] + opts["drain"] + opts["timeout"] + 30
     producers_done = 0
-    while len(results) < len(procs):
-        left = limit - time.time()
-        if left <= 0:
-            break
-        try:
-            r = out.get(timeout=left)
-        except Exception:
-            break
-        results.append(r)
+
+    def on_result(r: dict[str, Any]) -> None:
+        nonlocal producers_done
         if r["role"] == "producer":
             producers_done += 1
             if producers_done == opts["producers"]:
                 stop.set()
-    for p in procs:
-        p.join(5)
-        if p.is_alive():
-            p.terminate()
+
+    results = run_workers(procs, out, limit, on_result)
     with contextlib.suppress(Exception):
         client.delete_queue(QueueUrl=url)
     prods = [r for r in results if r["role"] == "producer"]
@@ -305,15 +178,9 @@ def run(endpoint: str, name: str, opts: dict) -> dict[str, Any]:
         "deleted": deleted,
         "lost": max(0, sent - len(seen)),
         "dup": sum(c.get("dup", 0) for c in cons),
-        "p50": statistics.median(lat) if lat else None,
-        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-        "errors": [r["error"] for r in results if r.get("error")]
-        + ([] if len(results) == len(procs) else ["a worker did not report"]),
+        **median_p99(lat),
+        "errors": worker_errors(results, len(procs)),
     }
-
-
-def _fmt(v: float | None, digits: int = 0) -> str:
-    return "-" if v is None else f"{v:,.{digits}f}"
 
 
 def print_table(rows: dict[str, dict[str, Any]], opts: dict) -> None:
@@ -330,8 +197,8 @@ def print_table(rows: dict[str, dict[str, Any]], opts: dict) -> None:
     print("-" * 90)
     for name, r in rows.items():
         print(
-            f"{name:<9} {_fmt(r['sent_rate']):>9} {_fmt(r['recv_rate']):>9} "
-            f"{_fmt(r['del_rate']):>10} {_fmt(r['p50'], 2):>12} {_fmt(r['p99'], 2):>12} "
+            f"{name:<9} {fmt(r['sent_rate']):>9} {fmt(r['recv_rate']):>9} "
+            f"{fmt(r['del_rate']):>10} {fmt(r['p50'], 2):>12} {fmt(r['p99'], 2):>12} "
             f"{r['sent']:>9,} {r['lost']:>6} {r['dup']:>5}"
         )
         for err in r["errors"]:
@@ -359,20 +226,7 @@ def main() -> None:
     assert 1 <= args.wait <= 20, "--wait must be 1..20"
     opts = {k: getattr(args, k) for k in ("duration", "producers", "consumers", "wait", "drain")}
     opts["timeout"] = args.timeout
-    rows: dict[str, dict[str, Any]] = {}
-    for name in ("polymq", "moto"):
-        if args.only and args.only != name:
-            continue
-        try:
-            server: Polymq | Moto = Polymq(args.fsync) if name == "polymq" else Moto()
-        except (FileNotFoundError, RuntimeError) as exc:
-            print(f"{name}: skipped: {exc}", file=sys.stderr)
-            continue
-        try:
-            print(f"{name}: {server.endpoint} ...", file=sys.stderr)
-            rows[name] = run(server.endpoint, name, opts)
-        finally:
-            server.stop()
+    rows = each_endpoint(args.only, args.fsync, lambda endpoint, name: run(endpoint, name, opts))
     print_table(rows, opts)
 
 

@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, aws_polymq, boto3_client, p99
+
 ROLE = "arn:aws:iam::000000000000:role/bench"
 CHAIN_STATES = 10
 MAP_ITEMS = 1000
@@ -69,73 +64,14 @@ def map_definition() -> dict[str, Any]:
     }
 
 
-class Polymq:
-    def __init__(self, fsync: str) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="polymq-bench-sfn-")
-        self.port: int | None = None
-        self.ready = threading.Event()
-        self.notable: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--data-dir", self.data_dir, "--host", HOST]
-            + ["--http-port", "0", "--fsync", fsync]
-            + [f"--{name}-port=off" for name in ("amqp", "mqtt", "mqtt-ws", "stomp", "admin")],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.reader = threading.Thread(target=self._drain, daemon=True)
-        self.reader.start()
-        if not self.ready.wait(30) or self.port is None:
-            self.stop()
-            raise RuntimeError("polymq did not report its HTTP port: " + " | ".join(self.notable))
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            try:
-                event = json.loads(text)
-            except ValueError:
-                self.notable.append(text)
-                continue
-            if event.get("event") == "listening" and event.get("listener") == "http":
-                self.port = int(event["port"])
-                self.ready.set()
-            elif event.get("level") not in ("info", "debug"):
-                self.notable.append(text)
-        self.ready.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.reader.join(5)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
 def client(endpoint: str) -> Any:
-    import boto3
-    import botocore.config
-
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-    )
-    config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+    return boto3_client(
+        "stepfunctions",
+        endpoint,
         read_timeout=120,
         max_pool_connections=16,
         inject_host_prefix=False,
     )
-    return session.client("stepfunctions", endpoint_url=endpoint, config=config)
 
 
 def create(sfn: Any, name: str, definition: dict[str, Any], kind: str) -> str:
@@ -204,7 +140,7 @@ def express_chain(sfn: Any, executions: int, clients: int) -> dict[str, Any]:
         "transitions_s": executions * CHAIN_STATES / span,
         "executions_s": executions / span,
         "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "p99_ms": p99(latencies) * 1000,
     }
 
 
@@ -277,7 +213,7 @@ def main() -> None:
     ap.add_argument("--fsync", default="always", help="polymq's --fsync")
     opts = ap.parse_args()
     pure = interpreter_only(opts.executions)
-    server = Polymq(opts.fsync)
+    server = aws_polymq(opts.fsync, prefix="polymq-bench-sfn-")
     try:
         sfn = client(server.endpoint)
         std = standard_chain(sfn, opts.executions, opts.clients)

@@ -11,22 +11,17 @@ headers). Prints µs/message (best of ``--repeat`` runs).
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Callable
 from functools import partial
+
+from common import best, chunks, codec_options, feed_all, print_per_message
 
 from protocols.stomp.codec import Decoder, encode_frame, encode_message
 
 DESTINATION = "/queue/bench"
 BODY = b"x" * 256
-CHUNK_BYTES = 64 * 1024
 SEND_HEADERS = {"destination": DESTINATION, "content-type": "text/plain", "persistent": "true"}
 MESSAGE_HEADERS = {"content-type": "text/plain", "persistent": "true", "priority": "4"}
-
-
-def chunks(stream: bytes) -> list[bytes]:
-    return [stream[i : i + CHUNK_BYTES] for i in range(0, len(stream), CHUNK_BYTES)]
 
 
 def send_stream(version: str, n: int, *, crlf: bool, receipts: bool) -> bytes:
@@ -45,14 +40,7 @@ def send_stream(version: str, n: int, *, crlf: bool, receipts: bool) -> bytes:
 def decode_run(version: str, pieces: list[bytes], expect: int) -> float:
     dec = Decoder()
     dec.version = version
-    got = 0
-    start = time.perf_counter()
-    for piece in pieces:
-        dec.feed(piece)
-        got += len(dec.events())
-    elapsed = time.perf_counter() - start
-    assert got == expect, (got, expect)
-    return elapsed
+    return feed_all(dec, pieces, expect)
 
 
 def encode_run(version: str, ack: bool, headers: dict[str, str], n: int) -> float:
@@ -75,15 +63,8 @@ def id_run(n: int) -> float:
     return time.perf_counter() - start
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    return min(fn() for _ in range(repeat))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    opts = parser.parse_args()
+    opts = codec_options(__doc__)
     n = opts.messages
     rows: list[tuple[str, float]] = []
     for version, crlf, receipts, label in (
@@ -103,9 +84,7 @@ def main() -> None:
     ):
         secs = best(partial(encode_run, version, ack, headers, n), opts.repeat) - ids
         rows.append((f"encode MESSAGE ({label})", secs))
-    width = max(len(name) for name, _ in rows)
-    for name, secs in rows:
-        print(f"{name:<{width}}  {secs / n * 1e6:6.3f} µs/msg")
+    print_per_message(rows, n)
 
 
 if __name__ == "__main__":

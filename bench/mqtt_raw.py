@@ -8,10 +8,11 @@ call is bounded by the socket timeout.
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 from collections.abc import Callable
+
+from common import open_socket
 
 PROTOCOL_LEVEL = 4  # MQTT 3.1.1
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
@@ -173,8 +174,7 @@ class RawClient:
         timeout: float = 30.0,
     ) -> None:
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(host, port, timeout)
         self.buf = bytearray()
         self.sock.sendall(connect_packet(client_id, 0, True, user, password))
         self._fill(4, "CONNACK")

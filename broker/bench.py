@@ -31,7 +31,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import SplitResult, urlsplit
 
 import trio
 from hdrh.histogram import HdrHistogram
@@ -55,6 +56,12 @@ SIZE_BYTES_MAX = 16 << 20
 PRODUCERS_MAX = 1000
 CONSUMERS_MAX = 1000
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: what one read from a broker's socket takes at most
+READ_BYTES_MAX = 256 << 10
+#: messages an unpaced producer writes with one send
+PRODUCER_BATCH = 32
+#: the bound on a client's goodbye (DISCONNECT, connection.close) when it closes
+CLOSE_TIMEOUT_S = 2.0
 
 
 class BenchError(Exception):
@@ -164,6 +171,130 @@ class Pacer:
             await trio.sleep(delay)
         elif delay < -1.0:
             self.next_s = trio.current_time()  # too far behind: do not burst to catch up
+
+
+# -- shared by the protocol clients ------------------------------------------------------------
+
+
+def split_url(
+    url: str, schemes: tuple[str, ...], usage: str, port: int
+) -> tuple[str, int, SplitResult]:
+    """Host, port (``port`` when the URL names none) and the parts of a broker URL whose
+    scheme must be one of ``schemes``; ``usage`` says what one looks like."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise BenchError(f"{usage}, not {url}")
+    return parts.hostname or "127.0.0.1", parts.port or port, parts
+
+
+_Unit = TypeVar("_Unit")
+
+
+class StreamConnection(Generic[_Unit]):
+    """A client's TCP stream and read buffer; ``take`` pops the protocol's next whole unit
+    (frame, packet) from the buffer."""
+
+    protocol = "TCP"
+
+    def __init__(self) -> None:
+        self.stream: trio.SocketStream | None = None
+        self.buf = bytearray()
+
+    async def open(self) -> None:
+        """Connect and handshake."""
+        raise NotImplementedError
+
+    def take(self) -> _Unit | None:
+        raise NotImplementedError
+
+    async def goodbye(self) -> None:
+        """What the protocol sends before it closes (DISCONNECT, connection.close)."""
+
+    async def fill(self) -> None:
+        assert self.stream is not None
+        data = await self.stream.receive_some(READ_BYTES_MAX)
+        if not data:
+            raise BenchError(f"the broker closed the {self.protocol} connection")
+        self.buf += data
+
+    async def next(self) -> _Unit:
+        while True:
+            got = self.take()
+            if got is not None:
+                return got
+            await self.fill()
+
+    async def close(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self.goodbye()
+        except (OSError, BenchError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await self.stream.aclose()
+            self.stream = None
+
+
+class StreamDriver:
+    """What the drivers over a ``StreamConnection`` share: ``connection(role)`` makes one for
+    the role (``check``, ``p<index>``, ``c<index>``); the set-up checks the broker answers."""
+
+    def __init__(self, settings: Settings, stats: Stats) -> None:
+        self.settings = settings
+        self.stats = stats
+
+    def connection(self, role: str) -> StreamConnection[Any]:
+        raise NotImplementedError
+
+    async def connect(self, role: str) -> Any:
+        conn = self.connection(role)
+        await conn.open()
+        return conn
+
+    async def setup(self) -> None:
+        conn = await self.connect("check")
+        await conn.close()
+
+    async def teardown(self) -> None:
+        pass
+
+
+async def produce(
+    settings: Settings,
+    stats: Stats,
+    stream: trio.abc.SendStream,
+    stop: trio.Event,
+    inflight: trio.Semaphore | None,
+    permits: int,
+    listen: Callable[[trio.Semaphore], Awaitable[None]],
+    encode: Callable[[int, int], Awaitable[bytes | bytearray]],
+) -> None:
+    """A producer's loop until ``stop``: ``encode(seq, n)`` gives the next ``n`` messages
+    from sequence number ``seq`` on, written with one send, at the pace of the rate. With
+    ``inflight`` (confirms), ``encode`` takes a permit per message and ``listen(inflight)``
+    reads the confirms that give them back; at the end the loop waits, up to the drain
+    timeout, for all ``permits`` back."""
+    pacer = Pacer(settings.rate_per_producer)
+    batch = 1 if settings.rate else PRODUCER_BATCH
+    seq = 0
+    async with trio.open_nursery() as nursery:
+        if inflight is not None:
+            nursery.start_soon(listen, inflight)
+        while not stop.is_set():
+            out = await encode(seq, batch)
+            seq += batch
+            await stream.send_all(out)
+            stats.sent += batch
+            if inflight is None:
+                stats.confirmed += batch
+            await pacer.wait()
+        if inflight is not None:
+            with trio.move_on_after(settings.drain_timeout_s):
+                for _ in range(permits):  # every permit back: all confirmed
+                    await inflight.acquire()
+        nursery.cancel_scope.cancel()
 
 
 def make_driver(settings: Settings, stats: Stats) -> Driver:

@@ -3,21 +3,29 @@ publish and deliver paths as pre-built frames and a struct scanner."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import struct
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import trio
 from pamqp import commands, frame
 from pamqp import exceptions as pamqp_exceptions
 
-from broker.bench import BenchError, Pacer, Settings, Stats
+from broker.bench import (
+    BenchError,
+    Settings,
+    Stats,
+    StreamConnection,
+    StreamDriver,
+    produce,
+    split_url,
+)
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_END = 0xCE
-READ_BYTES_MAX = 256 << 10
 FRAME_BYTES_MAX = 131072
 #: deliveries a consumer acknowledges with one basic.ack (multiple)
 ACK_EVERY = 64
@@ -34,20 +42,19 @@ def _shortstr(text: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
-class AmqpConnection:
+class AmqpConnection(StreamConnection[tuple[int, int, memoryview]]):
     """One connection with channel 1 open."""
 
+    protocol = "AMQP"
+
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "amqp":
-            raise BenchError(f"an AMQP URL is amqp://user:pass@host:port/vhost, not {url}")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 5672
+        super().__init__()
+        self.host, self.port, parts = split_url(
+            url, ("amqp",), "an AMQP URL is amqp://user:pass@host:port/vhost", 5672
+        )
         self.user = unquote(parts.username or "guest")
         self.password = unquote(parts.password or "guest")
         self.vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-        self.stream: trio.SocketStream | None = None
-        self.buf = bytearray()
         self.frame_max = FRAME_BYTES_MAX
 
     async def open(self) -> None:
@@ -76,14 +83,7 @@ class AmqpConnection:
         assert self.stream is not None
         await self.stream.send_all(frame.marshal(method, channel))
 
-    async def fill(self) -> None:
-        assert self.stream is not None
-        data = await self.stream.receive_some(READ_BYTES_MAX)
-        if not data:
-            raise BenchError("the broker closed the AMQP connection")
-        self.buf += data
-
-    def next_frame(self) -> tuple[int, int, memoryview] | None:
+    def take(self) -> tuple[int, int, memoryview] | None:
         """``(type, channel, payload)`` of the next whole frame, or None."""
         buf = self.buf
         if len(buf) < 7:
@@ -98,38 +98,26 @@ class AmqpConnection:
         del buf[: end + 1]
         return kind, channel, payload
 
+    async def next_method(self) -> memoryview:
+        """The payload of the next method frame (other frames are skipped)."""
+        while True:
+            kind, _channel, payload = await self.next()
+            if kind == 1:
+                return payload
+
     async def expect(self, cls: type) -> Any:
         """The next method frame, which must be a ``cls`` (a close raises)."""
-        while True:
-            got = self.next_frame()
-            if got is None:
-                await self.fill()
-                continue
-            kind, _channel, payload = got
-            if kind != 1:
-                continue
-            method = _decode_method(payload)
-            if isinstance(method, cls):
-                return method
-            _check_close(method)
-            raise BenchError(f"expected {cls.__name__}, got {type(method).__name__}")
+        method = _decode_method(await self.next_method())
+        if isinstance(method, cls):
+            return method
+        _check_close(method)
+        raise BenchError(f"expected {cls.__name__}, got {type(method).__name__}")
 
-    async def close(self) -> None:
-        if self.stream is None:
-            return
-        try:
-            with trio.move_on_after(2):
-                await self.send(
-                    commands.Connection.Close(
-                        reply_code=200, reply_text="bye", class_id=0, method_id=0
-                    )
-                )
-                await self.expect(commands.Connection.CloseOk)
-        except (OSError, BenchError, trio.BrokenResourceError):
-            pass
-        finally:
-            await self.stream.aclose()
-            self.stream = None
+    async def goodbye(self) -> None:
+        await self.send(
+            commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0)
+        )
+        await self.expect(commands.Connection.CloseOk)
 
 
 def _decode_method(payload: memoryview) -> Any:
@@ -146,20 +134,17 @@ def _check_close(method: Any) -> None:
         raise BenchError(f"the broker closed: {method.reply_code} {method.reply_text}")
 
 
-class AmqpDriver:
+class AmqpDriver(StreamDriver):
     def __init__(self, settings: Settings, stats: Stats) -> None:
-        self.settings = settings
-        self.stats = stats
+        super().__init__(settings, stats)
         self.queue = settings.queue or f"polymq-bench-{secrets.token_hex(4)}"
         self._declared = False
 
-    async def _connect(self) -> AmqpConnection:
-        conn = AmqpConnection(self.settings.url)
-        await conn.open()
-        return conn
+    def connection(self, role: str) -> AmqpConnection:
+        return AmqpConnection(self.settings.url)
 
     async def setup(self) -> None:
-        conn = await self._connect()
+        conn: AmqpConnection = await self.connect("setup")
         try:
             await conn.send(
                 commands.Queue.Declare(queue=self.queue, durable=self.settings.persistent), 1
@@ -172,7 +157,7 @@ class AmqpDriver:
     async def teardown(self) -> None:
         if not self._declared or self.settings.queue:
             return
-        conn = await self._connect()
+        conn: AmqpConnection = await self.connect("teardown")
         try:
             await conn.send(commands.Queue.Delete(queue=self.queue), 1)
             await conn.expect(commands.Queue.DeleteOk)
@@ -183,7 +168,7 @@ class AmqpDriver:
 
     async def producer(self, index: int, stop: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = await self._connect()
+        conn: AmqpConnection = await self.connect(f"p{index}")
         try:
             if s.confirm:
                 await conn.send(commands.Confirm.Select(), 1)
@@ -196,32 +181,20 @@ class AmqpDriver:
             header = _frame(2, _BODY_SIZE.pack(60, 0, s.size) + struct.pack(">H", flags) + props)
             prefix = method + header + _HEAD.pack(3, 1, s.size)
             inflight = trio.Semaphore(s.inflight_max) if s.confirm else None
-            pacer = Pacer(s.rate_per_producer)
-            batch = 1 if s.rate else 32
-            seq = 0
+
+            async def encode(seq: int, n: int) -> bytearray:
+                out = bytearray()
+                for k in range(n):
+                    if inflight is not None:
+                        await inflight.acquire()
+                    out += prefix
+                    out += stats.stamp(index, seq + k, s.size)
+                    out.append(FRAME_END)
+                return out
+
             assert conn.stream is not None
-            async with trio.open_nursery() as nursery:
-                if inflight is not None:
-                    nursery.start_soon(self._confirms, conn, inflight)
-                while not stop.is_set():
-                    out = bytearray()
-                    for _ in range(batch):
-                        if inflight is not None:
-                            await inflight.acquire()
-                        out += prefix
-                        out += stats.stamp(index, seq, s.size)
-                        out.append(FRAME_END)
-                        seq += 1
-                    await conn.stream.send_all(out)
-                    stats.sent += batch
-                    if inflight is None:
-                        stats.confirmed += batch
-                    await pacer.wait()
-                if inflight is not None:
-                    with trio.move_on_after(s.drain_timeout_s):
-                        for _ in range(s.inflight_max):  # every permit back: all confirmed
-                            await inflight.acquire()
-                nursery.cancel_scope.cancel()
+            listen = functools.partial(self._confirms, conn)
+            await produce(s, stats, conn.stream, stop, inflight, s.inflight_max, listen, encode)
         finally:
             with trio.CancelScope(shield=True):
                 await conn.close()
@@ -230,13 +203,7 @@ class AmqpDriver:
         stats = self.stats
         confirmed_tag = 0
         while True:
-            got = conn.next_frame()
-            if got is None:
-                await conn.fill()
-                continue
-            kind, _ch, payload = got
-            if kind != 1:
-                continue
+            payload = await conn.next_method()
             cm = _CM.unpack_from(payload)
             if cm in (BASIC_ACK, BASIC_NACK):
                 tag = _U64.unpack_from(payload, 4)[0]
@@ -256,7 +223,7 @@ class AmqpDriver:
 
     async def consumer(self, index: int, ready: Callable[[], None], done: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = await self._connect()
+        conn: AmqpConnection = await self.connect(f"c{index}")
         try:
             await conn.send(commands.Basic.Qos(prefetch_count=min(s.prefetch, 65535)), 1)
             await conn.expect(commands.Basic.QosOk)
@@ -268,7 +235,7 @@ class AmqpDriver:
             body_size = -1
             last_tag = acked_tag = 0
             while True:
-                got = conn.next_frame()
+                got = conn.take()
                 if got is None:
                     if last_tag > acked_tag:
                         await conn.stream.send_all(_ack(last_tag))

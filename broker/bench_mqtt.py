@@ -4,16 +4,24 @@ each message is consumed once."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import struct
 from collections.abc import Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import trio
 
-from broker.bench import BenchError, Pacer, Settings, Stats
+from broker.bench import (
+    BenchError,
+    Settings,
+    Stats,
+    StreamConnection,
+    StreamDriver,
+    produce,
+    split_url,
+)
 
-READ_BYTES_MAX = 256 << 10
 KEEPALIVE_S = 60
 PACKET_ID_MAX = 65535
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, DISCONNECT = 1, 2, 3, 4, 8, 9, 14
@@ -38,18 +46,17 @@ def packet(first: int, body: bytes) -> bytes:
     return bytes([first]) + varint(len(body)) + body
 
 
-class MqttConnection:
+class MqttConnection(StreamConnection[tuple[int, int, bytes]]):
+    protocol = "MQTT"
+
     def __init__(self, url: str, client_id: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise BenchError(f"an MQTT URL is mqtt://[user:pass@]host:port, not {url}")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 1883
+        super().__init__()
+        self.host, self.port, parts = split_url(
+            url, ("mqtt", "tcp"), "an MQTT URL is mqtt://[user:pass@]host:port", 1883
+        )
         self.user = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password or "")
         self.client_id = client_id
-        self.stream: trio.SocketStream | None = None
-        self.buf = bytearray()
 
     async def open(self) -> None:
         self.stream = await trio.open_tcp_stream(self.host, self.port)
@@ -60,18 +67,11 @@ class MqttConnection:
             payload += _str(self.user) + _str(self.password)
         body = _str("MQTT") + bytes([4, flags]) + _U16.pack(KEEPALIVE_S) + payload
         await self.stream.send_all(packet(CONNECT << 4, body))
-        kind, _flags, data = await self.next_packet()
+        kind, _flags, data = await self.next()
         if kind != CONNACK or len(data) < 2:
             raise BenchError("no CONNACK")
         if data[1]:
             raise BenchError(f"CONNACK refused the connection: return code {data[1]}")
-
-    async def fill(self) -> None:
-        assert self.stream is not None
-        data = await self.stream.receive_some(READ_BYTES_MAX)
-        if not data:
-            raise BenchError("the broker closed the MQTT connection")
-        self.buf += data
 
     def take(self) -> tuple[int, int, bytes] | None:
         """``(type, flags, body)`` of the next whole packet, or None."""
@@ -99,93 +99,60 @@ class MqttConnection:
         del buf[: pos + size]
         return first >> 4, first & 0x0F, body
 
-    async def next_packet(self) -> tuple[int, int, bytes]:
-        while True:
-            got = self.take()
-            if got is not None:
-                return got
-            await self.fill()
-
-    async def close(self) -> None:
-        if self.stream is None:
-            return
-        try:
-            with trio.move_on_after(2):
-                await self.stream.send_all(packet(DISCONNECT << 4, b""))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await self.stream.aclose()
-            self.stream = None
+    async def goodbye(self) -> None:
+        assert self.stream is not None
+        await self.stream.send_all(packet(DISCONNECT << 4, b""))
 
 
-class MqttDriver:
+class MqttDriver(StreamDriver):
     def __init__(self, settings: Settings, stats: Stats) -> None:
-        self.settings = settings
-        self.stats = stats
+        super().__init__(settings, stats)
         self.run_id = secrets.token_hex(4)
         self.topic = settings.queue or f"polymq-bench/{self.run_id}"
 
-    async def setup(self) -> None:
-        conn = MqttConnection(self.settings.url, f"polymq-bench-{self.run_id}-check")
-        await conn.open()
-        await conn.close()
-
-    async def teardown(self) -> None:
-        pass
+    def connection(self, role: str) -> MqttConnection:
+        return MqttConnection(self.settings.url, f"polymq-bench-{self.run_id}-{role}")
 
     async def producer(self, index: int, stop: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = MqttConnection(s.url, f"polymq-bench-{self.run_id}-p{index}")
-        await conn.open()
+        conn: MqttConnection = await self.connect(f"p{index}")
         try:
             topic = _str(self.topic)
             qos = s.qos
-            inflight = trio.Semaphore(min(s.inflight_max, PACKET_ID_MAX)) if qos else None
-            pacer = Pacer(s.rate_per_producer)
-            batch = 1 if s.rate else 32
-            seq = 0
+            permits = min(s.inflight_max, PACKET_ID_MAX)
+            inflight = trio.Semaphore(permits) if qos else None
             packet_id = 0
-            assert conn.stream is not None
-            async with trio.open_nursery() as nursery:
-                if inflight is not None:
-                    nursery.start_soon(self._pubacks, conn, inflight)
-                while not stop.is_set():
-                    out = bytearray()
-                    for _ in range(batch):
-                        payload = stats.stamp(index, seq, s.size)
-                        seq += 1
-                        if inflight is None:
-                            out += packet(PUBLISH << 4, topic + payload)
-                            continue
-                        await inflight.acquire()
-                        packet_id = packet_id % PACKET_ID_MAX + 1
-                        out += packet(PUBLISH << 4 | 0x02, topic + _U16.pack(packet_id) + payload)
-                    await conn.stream.send_all(out)
-                    stats.sent += batch
+
+            async def encode(seq: int, n: int) -> bytearray:
+                nonlocal packet_id
+                out = bytearray()
+                for k in range(n):
+                    payload = stats.stamp(index, seq + k, s.size)
                     if inflight is None:
-                        stats.confirmed += batch
-                    await pacer.wait()
-                if inflight is not None:
-                    with trio.move_on_after(s.drain_timeout_s):
-                        for _ in range(min(s.inflight_max, PACKET_ID_MAX)):  # all acked
-                            await inflight.acquire()
-                nursery.cancel_scope.cancel()
+                        out += packet(PUBLISH << 4, topic + payload)
+                        continue
+                    await inflight.acquire()
+                    packet_id = packet_id % PACKET_ID_MAX + 1
+                    out += packet(PUBLISH << 4 | 0x02, topic + _U16.pack(packet_id) + payload)
+                return out
+
+            assert conn.stream is not None
+            listen = functools.partial(self._pubacks, conn)
+            await produce(s, stats, conn.stream, stop, inflight, permits, listen, encode)
         finally:
             with trio.CancelScope(shield=True):
                 await conn.close()
 
     async def _pubacks(self, conn: MqttConnection, inflight: trio.Semaphore) -> None:
         while True:
-            kind, _flags, _body = await conn.next_packet()
+            kind, _flags, _body = await conn.next()
             if kind == PUBACK:
                 self.stats.confirmed += 1
                 inflight.release()
 
     async def consumer(self, index: int, ready: Callable[[], None], done: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = MqttConnection(s.url, f"polymq-bench-{self.run_id}-c{index}")
-        await conn.open()
+        conn: MqttConnection = await self.connect(f"c{index}")
         try:
             topic = self.topic
             if s.consumers > 1:
@@ -194,7 +161,7 @@ class MqttDriver:
             await conn.stream.send_all(
                 packet(SUBSCRIBE << 4 | 0x02, _U16.pack(1) + _str(topic) + bytes([s.qos]))
             )
-            kind, _flags, body = await conn.next_packet()
+            kind, _flags, body = await conn.next()
             if kind != SUBACK or len(body) < 3 or body[2] == 0x80:
                 raise BenchError(f"SUBSCRIBE {topic} refused")
             ready()

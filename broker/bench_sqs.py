@@ -10,14 +10,12 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 import trio
 
-from broker.bench import BenchError, Pacer, Settings, Stats
+from broker.bench import READ_BYTES_MAX, BenchError, Pacer, Settings, Stats, split_url
 
-READ_BYTES_MAX = 256 << 10
 RESPONSE_BYTES_MAX = 16 << 20
 #: SQS's own limit on a batch
 BATCH_MAX = 10
@@ -28,11 +26,9 @@ SQS_BODY_BYTES_MAX = 256 << 10
 
 class SqsConnection:
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise BenchError(f"an SQS endpoint is http://host:port, not {url}")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 4566
+        self.host, self.port, _ = split_url(
+            url, ("http",), "an SQS endpoint is http://host:port", 4566
+        )
         self.stream: trio.SocketStream | None = None
         self.conn = h11.Connection(h11.CLIENT)
 

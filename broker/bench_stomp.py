@@ -3,15 +3,23 @@ message under ``--confirm``), SUBSCRIBE with ``ack:client`` and cumulative ACKs,
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import trio
 
-from broker.bench import BenchError, Pacer, Settings, Stats
+from broker.bench import (
+    BenchError,
+    Settings,
+    Stats,
+    StreamConnection,
+    StreamDriver,
+    produce,
+    split_url,
+)
 
-READ_BYTES_MAX = 256 << 10
 #: messages a consumer acknowledges with one cumulative ACK
 ACK_EVERY = 64
 #: a frame's headers may not exceed this
@@ -23,17 +31,16 @@ def frame(command: str, headers: dict[str, str], body: bytes = b"") -> bytes:
     return ("\n".join(lines) + "\n\n").encode() + body + b"\x00"
 
 
-class StompConnection:
+class StompConnection(StreamConnection[tuple[str, dict[str, str], bytes]]):
+    protocol = "STOMP"
+
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("stomp", "tcp"):
-            raise BenchError(f"a STOMP URL is stomp://user:pass@host:port, not {url}")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 61613
+        super().__init__()
+        self.host, self.port, parts = split_url(
+            url, ("stomp", "tcp"), "a STOMP URL is stomp://user:pass@host:port", 61613
+        )
         self.user = unquote(parts.username or "guest")
         self.password = unquote(parts.password or "guest")
-        self.stream: trio.SocketStream | None = None
-        self.buf = bytearray()
 
     async def open(self) -> None:
         self.stream = await trio.open_tcp_stream(self.host, self.port)
@@ -49,16 +56,9 @@ class StompConnection:
                 },
             )
         )
-        command, headers, body = await self.next_frame()
+        command, headers, body = await self.next()
         if command != "CONNECTED":
             raise BenchError(f"STOMP CONNECT refused: {headers.get('message', command)}")
-
-    async def fill(self) -> None:
-        assert self.stream is not None
-        data = await self.stream.receive_some(READ_BYTES_MAX)
-        if not data:
-            raise BenchError("the broker closed the STOMP connection")
-        self.buf += data
 
     def take(self) -> tuple[str, dict[str, str], bytes] | None:
         buf = self.buf
@@ -88,84 +88,50 @@ class StompConnection:
         del buf[: stop + 1]
         return head[0].strip(), headers, body
 
-    async def next_frame(self) -> tuple[str, dict[str, str], bytes]:
-        while True:
-            got = self.take()
-            if got is not None:
-                return got
-            await self.fill()
-
-    async def close(self) -> None:
-        if self.stream is None:
-            return
-        try:
-            with trio.move_on_after(2):
-                await self.stream.send_all(frame("DISCONNECT", {}))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await self.stream.aclose()
-            self.stream = None
+    async def goodbye(self) -> None:
+        assert self.stream is not None
+        await self.stream.send_all(frame("DISCONNECT", {}))
 
 
-class StompDriver:
+class StompDriver(StreamDriver):
     def __init__(self, settings: Settings, stats: Stats) -> None:
-        self.settings = settings
-        self.stats = stats
+        super().__init__(settings, stats)
         self.destination = "/queue/" + (settings.queue or f"polymq-bench-{secrets.token_hex(4)}")
 
-    async def setup(self) -> None:
-        conn = StompConnection(self.settings.url)
-        await conn.open()
-        await conn.close()
-
-    async def teardown(self) -> None:
-        pass
+    def connection(self, role: str) -> StompConnection:
+        return StompConnection(self.settings.url)
 
     async def producer(self, index: int, stop: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = StompConnection(s.url)
-        await conn.open()
+        conn: StompConnection = await self.connect(f"p{index}")
         try:
             head = f"SEND\ndestination:{self.destination}\ncontent-length:{s.size}\n"
             if s.persistent:
                 head += "persistent:true\n"
             inflight = trio.Semaphore(s.inflight_max) if s.confirm else None
-            pacer = Pacer(s.rate_per_producer)
-            batch = 1 if s.rate else 32
-            seq = 0
+
+            async def encode(seq: int, n: int) -> bytearray:
+                out = bytearray()
+                for k in range(n):
+                    receipt = ""
+                    if inflight is not None:
+                        await inflight.acquire()
+                        receipt = f"receipt:{seq + k}\n"
+                    out += (head + receipt + "\n").encode()
+                    out += stats.stamp(index, seq + k, s.size)
+                    out += b"\x00"
+                return out
+
             assert conn.stream is not None
-            async with trio.open_nursery() as nursery:
-                if inflight is not None:
-                    nursery.start_soon(self._receipts, conn, inflight)
-                while not stop.is_set():
-                    out = bytearray()
-                    for _ in range(batch):
-                        receipt = ""
-                        if inflight is not None:
-                            await inflight.acquire()
-                            receipt = f"receipt:{seq}\n"
-                        out += (head + receipt + "\n").encode()
-                        out += stats.stamp(index, seq, s.size)
-                        out += b"\x00"
-                        seq += 1
-                    await conn.stream.send_all(out)
-                    stats.sent += batch
-                    if inflight is None:
-                        stats.confirmed += batch
-                    await pacer.wait()
-                if inflight is not None:
-                    with trio.move_on_after(s.drain_timeout_s):
-                        for _ in range(s.inflight_max):  # every receipt arrived
-                            await inflight.acquire()
-                nursery.cancel_scope.cancel()
+            listen = functools.partial(self._receipts, conn)
+            await produce(s, stats, conn.stream, stop, inflight, s.inflight_max, listen, encode)
         finally:
             with trio.CancelScope(shield=True):
                 await conn.close()
 
     async def _receipts(self, conn: StompConnection, inflight: trio.Semaphore) -> None:
         while True:
-            command, headers, _ = await conn.next_frame()
+            command, headers, _ = await conn.next()
             if command == "RECEIPT":
                 self.stats.confirmed += 1
                 inflight.release()
@@ -174,8 +140,7 @@ class StompDriver:
 
     async def consumer(self, index: int, ready: Callable[[], None], done: trio.Event) -> None:
         s, stats = self.settings, self.stats
-        conn = StompConnection(s.url)
-        await conn.open()
+        conn: StompConnection = await self.connect(f"c{index}")
         try:
             assert conn.stream is not None
             await conn.stream.send_all(
@@ -190,7 +155,7 @@ class StompDriver:
                     },
                 )
             )
-            command, headers, _ = await conn.next_frame()
+            command, headers, _ = await conn.next()
             if command != "RECEIPT":
                 raise BenchError(f"SUBSCRIBE refused: {headers.get('message', command)}")
             ready()

@@ -53,7 +53,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,9 @@ import trio
 
 from broker.adapters import appflow_connectors as conn
 from broker.adapters import appflow_tasks as tasks
-from broker.adapters.errors import ServiceError
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError
 from broker.adapters.events_schedule import Schedule, ScheduleError, parse_schedule
+from broker.adapters.store import ExchangeStore
 from broker.api import Broker, BrokerError
 
 log = logging.getLogger("polymq.appflow")
@@ -228,7 +229,12 @@ def next_firing(schedule: Schedule, after_ms: int, start_ms: int) -> int | None:
 # -- the adapter ------------------------------------------------------------------------------
 
 
-class AppflowAdapter:
+class AppflowAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="UnsupportedOperationException",
+        internal="InternalServerException",
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -242,6 +248,7 @@ class AppflowAdapter:
         wall_ms: Callable[[], int] | None = None,
     ) -> None:
         self.broker = broker
+        self.store = ExchangeStore(broker, META, vhost=VHOST)
         self.sqs = sqs
         self.sns = sns
         self.events = events
@@ -257,7 +264,7 @@ class AppflowAdapter:
         self._busy: dict[str, str] = {}  # flow -> execution id in progress here
         self._done = trio.Event()  # set after each run (watchers, tests)
         self._limiter = trio.CapacityLimiter(RUNS_CONCURRENT_MAX)
-        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        self._actions = {
             "CreateFlow": self.create_flow,
             "UpdateFlow": self.update_flow,
             "DeleteFlow": self.delete_flow,
@@ -279,22 +286,8 @@ class AppflowAdapter:
             "ListTagsForResource": self.list_tags_for_resource,
         }
 
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
-
     async def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise ServiceError(
-                "UnsupportedOperationException", f"{action} is not supported by polymq."
-            )
-        try:
-            return await handler(params)
-        except BrokerError as exc:
-            raise ServiceError(
-                "InternalServerException", exc.text, status=500, sender_fault=False
-            ) from None
+        return await self._dispatch(action, params)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -319,58 +312,27 @@ class AppflowAdapter:
 
     # -- storage -------------------------------------------------------------------------------
 
-    async def _put(self, name: str, meta: dict[str, Any]) -> None:
-        if self.broker.exchange_info(name, vhost=VHOST) is None:
-            await self.broker.declare_exchange(
-                name, "fanout", vhost=VHOST, durable=True, internal=True, arguments={META: meta}
-            )
-        else:
-            await self.broker.set_exchange_arguments(name, {META: meta}, vhost=VHOST)
-
-    async def _drop(self, name: str) -> None:
-        try:
-            await self.broker.delete_exchange(name, vhost=VHOST)
-        except BrokerError as exc:
-            if exc.code != 404:
-                raise
-
-    def _meta(self, name: str) -> dict[str, Any] | None:
-        info = self.broker.exchange_info(name, vhost=VHOST)
-        if info is None:
-            return None
-        meta = info["arguments"].get(META)
-        return dict(meta) if isinstance(meta, dict) else None
-
-    def _holders(self, prefix: str) -> list[dict[str, Any]]:
-        out = []
-        for x in self.broker.list_exchanges(vhost=VHOST):
-            if x["name"].startswith(prefix):
-                meta = x["arguments"].get(META)
-                if isinstance(meta, dict):
-                    out.append(dict(meta))
-        return out
-
     def _flow(self, name: str) -> dict[str, Any]:
-        meta = self._meta(FLOW_PREFIX + name)
+        meta = self.store.get(FLOW_PREFIX + name)
         if meta is None:
             raise not_found(f"Flow {name} does not exist.")
         return meta
 
     def _profile(self, name: str) -> dict[str, Any]:
-        meta = self._meta(PROFILE_PREFIX + name)
+        meta = self.store.get(PROFILE_PREFIX + name)
         if meta is None:
             raise not_found(f"Connector profile {name} does not exist.")
         return meta
 
     def _runs(self, flow: str) -> list[dict[str, Any]]:
         """The flow's run records, newest first."""
-        runs = self._holders(f"{RUN_PREFIX}{flow}/")
+        runs = self.store.records(f"{RUN_PREFIX}{flow}/")
         runs.sort(key=lambda r: (r.get("started", 0), r.get("id", "")), reverse=True)
         return runs
 
     async def _put_run(self, run: dict[str, Any]) -> None:
         run["updated"] = self.wall_ms()
-        await self._put(f"{RUN_PREFIX}{run['flow']}/{run['id']}", run)
+        await self.store.put(f"{RUN_PREFIX}{run['flow']}/{run['id']}", run)
 
     # -- ARNs ----------------------------------------------------------------------------------
 
@@ -434,9 +396,9 @@ class AppflowAdapter:
         if label == "polymq-sql":
             await self._check_sql_profile(profile)
         async with self._lock:
-            if self._meta(PROFILE_PREFIX + name) is not None:
+            if self.store.get(PROFILE_PREFIX + name) is not None:
                 raise conflict(f"Connector profile {name} already exists.")
-            if len(self._holders(PROFILE_PREFIX)) >= PROFILES_MAX:
+            if len(self.store.records(PROFILE_PREFIX)) >= PROFILES_MAX:
                 raise quota(f"An account can have at most {PROFILES_MAX} connector profiles.")
             now = self.wall_ms()
             meta = {
@@ -448,7 +410,7 @@ class AppflowAdapter:
                 "created": now,
                 "updated": now,
             }
-            await self._put(PROFILE_PREFIX + name, meta)
+            await self.store.put(PROFILE_PREFIX + name, meta)
         return {"connectorProfileArn": self.profile_arn(name)}
 
     async def update_connector_profile(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -463,7 +425,7 @@ class AppflowAdapter:
             meta.update(profile)
             meta["mode"] = params.get("connectionMode") or meta.get("mode")
             meta["updated"] = self.wall_ms()
-            await self._put(PROFILE_PREFIX + name, meta)
+            await self.store.put(PROFILE_PREFIX + name, meta)
         return {"connectorProfileArn": self.profile_arn(name)}
 
     def _profile_out(self, meta: dict[str, Any]) -> dict[str, Any]:
@@ -491,7 +453,7 @@ class AppflowAdapter:
         names = params.get("connectorProfileNames")
         ctype = params.get("connectorType")
         label = params.get("connectorLabel")
-        metas = sorted(self._holders(PROFILE_PREFIX), key=lambda m: m["name"])
+        metas = sorted(self.store.records(PROFILE_PREFIX), key=lambda m: m["name"])
         if names:
             wanted = set(names)
             metas = [m for m in metas if m["name"] in wanted]
@@ -509,13 +471,15 @@ class AppflowAdapter:
         name = _name(params, "connectorProfileName", PROFILE_NAME_RE)
         async with self._lock:
             self._profile(name)
-            users = [f["name"] for f in self._holders(FLOW_PREFIX) if name in self._profiles_of(f)]
+            users = [
+                f["name"] for f in self.store.records(FLOW_PREFIX) if name in self._profiles_of(f)
+            ]
             if users and not params.get("forceDelete"):
                 raise conflict(
                     f"Connector profile {name} is used by flow {sorted(users)[0]}; delete the "
                     "flow first or pass forceDelete."
                 )
-            await self._drop(PROFILE_PREFIX + name)
+            await self.store.drop(PROFILE_PREFIX + name)
         return {}
 
     @staticmethod
@@ -868,9 +832,9 @@ class AppflowAdapter:
         tags = _tags(params.get("tags"))
         definition = await self._definition(params, name)
         async with self._lock:
-            if self._meta(FLOW_PREFIX + name) is not None:
+            if self.store.get(FLOW_PREFIX + name) is not None:
                 raise conflict(f"Flow {name} already exists.")
-            if len(self._holders(FLOW_PREFIX)) >= FLOWS_MAX:
+            if len(self.store.records(FLOW_PREFIX)) >= FLOWS_MAX:
                 raise quota(f"An account can have at most {FLOWS_MAX} flows.")
             now = self.wall_ms()
             on_demand = definition["trigger"]["triggerType"] == "OnDemand"
@@ -889,7 +853,7 @@ class AppflowAdapter:
                 "last": None,
                 "version": 1,
             }
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         return {"flowArn": self.flow_arn(name), "flowStatus": meta["status"]}
 
     async def update_flow(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -909,7 +873,7 @@ class AppflowAdapter:
                 meta["fired"] = None
             meta["updated"] = self.wall_ms()
             meta["version"] = int(meta.get("version") or 1) + 1
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         self._wake()
         return {"flowStatus": meta["status"]}
 
@@ -926,9 +890,9 @@ class AppflowAdapter:
                 )
             for run in active:
                 self._cancel_local(run["id"])
-            await self._drop(FLOW_PREFIX + name)
+            await self.store.drop(FLOW_PREFIX + name)
             for run in runs:
-                await self._drop(f"{RUN_PREFIX}{name}/{run['id']}")
+                await self.store.drop(f"{RUN_PREFIX}{name}/{run['id']}")
         self._wake()
         return {}
 
@@ -990,9 +954,9 @@ class AppflowAdapter:
         return out
 
     async def list_flows(self, params: dict[str, Any]) -> dict[str, Any]:
-        metas = sorted(self._holders(FLOW_PREFIX), key=lambda m: m["name"])
+        metas = sorted(self.store.records(FLOW_PREFIX), key=lambda m: m["name"])
         chunk, nxt = _page(metas, params)
-        profiles = {p["name"]: p["label"] for p in self._holders(PROFILE_PREFIX)}
+        profiles = {p["name"]: p["label"] for p in self.store.records(PROFILE_PREFIX)}
         flows = []
         for m in chunk:
             dest = m["destinations"][0]
@@ -1030,7 +994,7 @@ class AppflowAdapter:
             old = runs.pop()
             if old["status"] == "InProgress":
                 break
-            await self._drop(f"{RUN_PREFIX}{name}/{old['id']}")
+            await self.store.drop(f"{RUN_PREFIX}{name}/{old['id']}")
         now = self.wall_ms()
         run = {
             "flow": name,
@@ -1081,7 +1045,7 @@ class AppflowAdapter:
             meta["activated"] = self.wall_ms()
             meta["fired"] = None
             meta["failures"] = 0
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         self._wake()
         return {"flowArn": self.flow_arn(name), "flowStatus": "Active"}
 
@@ -1099,7 +1063,7 @@ class AppflowAdapter:
             if meta["status"] != "Active":
                 raise conflict(f"Flow {name} is not active (it is {meta['status']}).")
             meta["status"] = "Suspended"
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         self._wake()
         return {"flowArn": self.flow_arn(name), "flowStatus": "Suspended"}
 
@@ -1192,7 +1156,7 @@ class AppflowAdapter:
             if len(tags) > TAGS_MAX:
                 raise validation(f"A resource can have at most {TAGS_MAX} tags.")
             meta["tags"] = tags
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         return {}
 
     async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1201,7 +1165,7 @@ class AppflowAdapter:
         async with self._lock:
             meta = self._flow(name)
             meta["tags"] = {k: v for k, v in (meta.get("tags") or {}).items() if k not in keys}
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
         return {}
 
     async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1212,7 +1176,7 @@ class AppflowAdapter:
 
     async def _fail_interrupted(self, token: str) -> None:
         """Mark every run left ``running`` by an earlier leader or process as failed."""
-        for run in self._holders(RUN_PREFIX):
+        for run in self.store.records(RUN_PREFIX):
             if (
                 run.get("status") in ("InProgress", "CancelStarted")
                 and run.get("state") == "running"
@@ -1231,8 +1195,8 @@ class AppflowAdapter:
                         else "Canceled."
                     ),
                 )
-                await self._put_run(run)
                 await self._finish_flow(run, False)
+                await self._put_run(run)
                 log.warning(
                     "appflow run interrupted", extra={"flow": run["flow"], "execution": run["id"]}
                 )
@@ -1240,7 +1204,7 @@ class AppflowAdapter:
     async def _driver(self, nursery: trio.Nursery) -> None:
         while True:
             kick = self._kick
-            for run in self._holders(RUN_PREFIX):
+            for run in self.store.records(RUN_PREFIX):
                 if run.get("state") == "queued" and run["id"] not in self._running:
                     if self._busy.get(run["flow"]):
                         continue
@@ -1266,8 +1230,8 @@ class AppflowAdapter:
                             state="done",
                             message=_clip(f"Canceled after {run.get('records', 0)} records."),
                         )
-                        await self._put_run(run)
                         await self._finish_flow(run, False)
+                        await self._put_run(run)
         finally:
             self._running.pop(eid, None)
             self._cancelled.discard(eid)
@@ -1351,7 +1315,7 @@ class AppflowAdapter:
 
     async def _execute_run(self, run: dict[str, Any]) -> None:
         name = run["flow"]
-        meta = self._meta(FLOW_PREFIX + name)
+        meta = self.store.get(FLOW_PREFIX + name)
         if meta is None:
             return
         ok = False
@@ -1461,13 +1425,16 @@ class AppflowAdapter:
         run["status"] = "Successful" if ok else "Error"
         run["state"] = "done"
         run["message"] = _clip(summary if message is None else f"{message} ({summary})")
-        await self._put_run(run)
         await self._finish_flow(run, ok, new_mark if ok else None)
+        await self._put_run(run)
 
     async def _finish_flow(self, run: dict[str, Any], ok: bool, new_mark: Any = None) -> None:
-        """Record the run on its flow: last run details, the watermark, the error streak."""
+        """Record the run on its flow: last run details, the watermark, the error streak. Called
+        before the run's own record is written, so whoever sees the run finished sees it on its
+        flow too."""
+        run["updated"] = self.wall_ms()
         async with self._lock:
-            meta = self._meta(FLOW_PREFIX + run["flow"])
+            meta = self.store.get(FLOW_PREFIX + run["flow"])
             if meta is None:
                 return
             meta["last"] = {
@@ -1486,7 +1453,7 @@ class AppflowAdapter:
                 meta["status_message"] = (
                     f"Deactivated after {meta['failures']} consecutive failed runs."
                 )
-            await self._put(FLOW_PREFIX + run["flow"], meta)
+            await self.store.put(FLOW_PREFIX + run["flow"], meta)
         await self._report(run, meta)
 
     async def _report(self, run: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -1551,7 +1518,7 @@ class AppflowAdapter:
             kick = self._kick
             now = self.wall_ms()
             wait_s = RECONCILE_INTERVAL_S
-            for meta in self._holders(FLOW_PREFIX):
+            for meta in self.store.records(FLOW_PREFIX):
                 if meta["status"] != "Active" or meta["trigger"]["triggerType"] != "Scheduled":
                     continue
                 due = self._due(meta, now)
@@ -1568,11 +1535,11 @@ class AppflowAdapter:
 
     async def _fire(self, name: str, due: int) -> None:
         async with self._lock:
-            meta = self._meta(FLOW_PREFIX + name)
+            meta = self.store.get(FLOW_PREFIX + name)
             if meta is None or meta["status"] != "Active":
                 return
             meta["fired"] = due
-            await self._put(FLOW_PREFIX + name, meta)
+            await self.store.put(FLOW_PREFIX + name, meta)
             if self._in_progress(name) is not None:
                 log.info("appflow firing skipped: a run is in progress", extra={"flow": name})
                 return
@@ -1586,7 +1553,7 @@ class AppflowAdapter:
             while True:
                 kick = self._kick
                 wanted: dict[str, str] = {}
-                for meta in self._holders(FLOW_PREFIX):
+                for meta in self.store.records(FLOW_PREFIX):
                     if meta["status"] == "Active" and meta["trigger"]["triggerType"] == "Event":
                         entity = meta["source"]["sourceConnectorProperties"]["CustomConnector"][
                             "entityName"
@@ -1620,7 +1587,7 @@ class AppflowAdapter:
                     continue
                 if counts[0] > 0:
                     async with self._lock:
-                        meta = self._meta(FLOW_PREFIX + name)
+                        meta = self.store.get(FLOW_PREFIX + name)
                         if meta is None or meta["status"] != "Active":
                             return
                         if self._in_progress(name) is None:

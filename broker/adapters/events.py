@@ -56,7 +56,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import trio
 
 from broker.adapters import http_client
-from broker.adapters.errors import ServiceError
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError
 from broker.adapters.events_schedule import RuleTimers, ScheduleError, parse_schedule
 from broker.api import COMPLETE, MODIFY, SERVICE_SESSION_BASE, Broker, BrokerError
 
@@ -216,7 +216,14 @@ class Replay:
     last_replayed_ms: int | None = None
 
 
-class EventsAdapter:
+class EventsAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="UnsupportedOperationException",
+        internal="InternalException",
+        busy="ThrottlingException",
+        busy_status=400,
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -239,7 +246,7 @@ class EventsAdapter:
         #: starts an execution for a state machine target: (state machine ARN, event body);
         #: set by the Step Functions adapter, raises ServiceError to have the delivery retried
         self.state_machine_target: Callable[[str, bytes], Awaitable[None]] | None = None
-        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        self._actions = {
             "PutEvents": self.put_events,
             "PutRule": self.put_rule,
             "DescribeRule": self.describe_rule,
@@ -284,10 +291,6 @@ class EventsAdapter:
             "ListReplays": self.list_replays,
         }
 
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
-
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -318,21 +321,7 @@ class EventsAdapter:
             await trio.sleep_forever()
 
     async def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise ServiceError(
-                "UnsupportedOperationException", f"{action} is not supported by polymq."
-            )
-        try:
-            return await handler(params)
-        except BrokerError as exc:
-            if exc.code in (503, 506):
-                raise ServiceError(
-                    "ThrottlingException", exc.text, status=400, sender_fault=True
-                ) from None
-            raise ServiceError(
-                "InternalException", exc.text, status=500, sender_fault=False
-            ) from None
+        return await self._dispatch(action, params)
 
     async def _ensure_default_bus(self) -> None:
         if self.broker.exchange_info(BUS_PREFIX + "default", vhost=VHOST) is None:

@@ -40,14 +40,15 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from broker.adapters import schemas_codegen as codegen
 from broker.adapters import schemas_infer as infer
-from broker.adapters.errors import ServiceError
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError
+from broker.adapters.store import ExchangeStore
 from broker.api import SERVICE_SESSION_BASE, Broker, BrokerError
 
 log = logging.getLogger("polymq.schemas")
@@ -279,7 +280,13 @@ def _with_token(out: dict[str, Any], nxt: str | None) -> dict[str, Any]:
     return out
 
 
-class SchemasAdapter:
+class SchemasAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="BadRequestException",
+        internal="InternalServerErrorException",
+        busy="ServiceUnavailableException",
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -289,6 +296,7 @@ class SchemasAdapter:
         wall_ms: Callable[[], int] | None = None,
     ) -> None:
         self.broker = broker
+        self.store = ExchangeStore(broker, META, vhost=VHOST)
         self.account_id = account_id
         self.region = region
         self.wall_ms = wall_ms or _now_ms
@@ -301,7 +309,7 @@ class SchemasAdapter:
         self._aws_schemas = self._build_aws_schemas()
         #: bumps after each batch a discovery worker finished (tests and benchmarks wait on it)
         self.discovered_batches = 0
-        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        self._actions = {
             "CreateRegistry": self.create_registry,
             "DescribeRegistry": self.describe_registry,
             "UpdateRegistry": self.update_registry,
@@ -335,10 +343,6 @@ class SchemasAdapter:
             "ListTagsForResource": self.list_tags_for_resource,
         }
 
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
-
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -357,19 +361,7 @@ class SchemasAdapter:
             await trio.sleep_forever()
 
     async def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise bad_request(f"{action} is not supported by polymq.")
-        try:
-            return await handler(params)
-        except BrokerError as exc:
-            if exc.code in (503, 506):
-                raise ServiceError(
-                    "ServiceUnavailableException", exc.text, status=503, sender_fault=False
-                ) from None
-            raise ServiceError(
-                "InternalServerErrorException", exc.text, status=500, sender_fault=False
-            ) from None
+        return await self._dispatch(action, params)
 
     async def _ensure_discovered_registry(self) -> None:
         name = REGISTRY_PREFIX + DISCOVERED_REGISTRY
@@ -377,49 +369,11 @@ class SchemasAdapter:
             now = self.wall_ms()
             meta = {"name": DISCOVERED_REGISTRY, "tags": {}, "created": now, "modified": now}
             try:
-                await self._declare(name, meta)
+                await self.store.declare(name, meta)
             except BrokerError as exc:
                 # another node of the cluster declared it first
                 if exc.code != 406 or self.broker.exchange_info(name, vhost=VHOST) is None:
                     raise
-
-    # -- storage ----------------------------------------------------------------------------------
-
-    async def _declare(self, name: str, meta: dict[str, Any]) -> None:
-        await self.broker.declare_exchange(
-            name, "fanout", vhost=VHOST, durable=True, internal=True, arguments={META: meta}
-        )
-
-    async def _put(self, name: str, meta: dict[str, Any]) -> None:
-        """Create or replace a holder exchange's metadata."""
-        if self.broker.exchange_info(name, vhost=VHOST) is None:
-            await self._declare(name, meta)
-        else:
-            await self.broker.set_exchange_arguments(name, {META: meta}, vhost=VHOST)
-
-    async def _drop(self, name: str) -> None:
-        try:
-            await self.broker.delete_exchange(name, vhost=VHOST)
-        except BrokerError as exc:
-            if exc.code != 404:
-                raise
-
-    def _meta(self, name: str) -> dict[str, Any] | None:
-        info = self.broker.exchange_info(name, vhost=VHOST)
-        if info is None:
-            return None
-        meta = info["arguments"].get(META)
-        return dict(meta) if isinstance(meta, dict) else None
-
-    def _holders(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        out = []
-        for x in self.broker.list_exchanges(vhost=VHOST):
-            name = x["name"]
-            if name.startswith(prefix):
-                meta = x["arguments"].get(META)
-                if isinstance(meta, dict):
-                    out.append((name[len(prefix) :], dict(meta)))
-        return out
 
     # -- ARNs -------------------------------------------------------------------------------------
 
@@ -483,7 +437,7 @@ class SchemasAdapter:
     def _registry(self, registry: str) -> dict[str, Any]:
         if registry == AWS_REGISTRY:
             return {"name": AWS_REGISTRY, "tags": {}, "scope": "AWS"}
-        meta = self._meta(REGISTRY_PREFIX + registry)
+        meta = self.store.get(REGISTRY_PREFIX + registry)
         if meta is None:
             raise not_found(f"Registry {registry} does not exist.")
         return meta
@@ -512,9 +466,9 @@ class SchemasAdapter:
         description = _description(params)
         tags = _tags_in(params.get("Tags"))
         async with self._lock:
-            if registry == AWS_REGISTRY or self._meta(REGISTRY_PREFIX + registry) is not None:
+            if registry == AWS_REGISTRY or self.store.get(REGISTRY_PREFIX + registry) is not None:
                 raise conflict(f"Registry {registry} already exists.")
-            if len(self._holders(REGISTRY_PREFIX)) >= REGISTRIES_MAX:
+            if len(self.store.items(REGISTRY_PREFIX)) >= REGISTRIES_MAX:
                 raise bad_request(f"An account can have at most {REGISTRIES_MAX} registries.")
             now = self.wall_ms()
             meta: dict[str, Any] = {
@@ -524,7 +478,7 @@ class SchemasAdapter:
                 "created": now,
                 "modified": now,
             }
-            await self._declare(REGISTRY_PREFIX + registry, meta)
+            await self.store.declare(REGISTRY_PREFIX + registry, meta)
         return self._registry_out(meta)
 
     async def describe_registry(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -538,16 +492,16 @@ class SchemasAdapter:
             if "Description" in params:
                 meta["description"] = description
             meta["modified"] = self.wall_ms()
-            await self._put(REGISTRY_PREFIX + registry, meta)
+            await self.store.put(REGISTRY_PREFIX + registry, meta)
         return self._registry_out(meta)
 
     async def delete_registry(self, params: dict[str, Any]) -> dict[str, Any]:
         registry = self._registry_name(params)
         async with self._lock:
             self._writable_registry(registry)
-            for name, meta in self._holders(f"{SCHEMA_PREFIX}{registry}/"):
+            for name, meta in self.store.items(f"{SCHEMA_PREFIX}{registry}/"):
                 await self._drop_schema(registry, name, meta)
-            await self._drop(REGISTRY_PREFIX + registry)
+            await self.store.drop(REGISTRY_PREFIX + registry)
         return {}
 
     async def list_registries(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -559,7 +513,7 @@ class SchemasAdapter:
         if scope != "LOCAL":
             metas.append(self._registry(AWS_REGISTRY))
         if scope != "AWS":
-            metas.extend(meta for _, meta in self._holders(REGISTRY_PREFIX))
+            metas.extend(self.store.records(REGISTRY_PREFIX))
         metas = sorted((m for m in metas if m["name"].startswith(prefix)), key=lambda m: m["name"])
         chunk, nxt = _page(metas, params)
         return _with_token(
@@ -580,7 +534,7 @@ class SchemasAdapter:
     def _schema_meta(self, registry: str, schema: str) -> dict[str, Any] | None:
         if registry == AWS_REGISTRY:
             return self._aws_schemas.get(schema)
-        return self._meta(self._schema_holder(registry, schema))
+        return self.store.get(self._schema_holder(registry, schema))
 
     def _schema(self, registry: str, schema: str) -> dict[str, Any]:
         self._registry(registry)
@@ -604,7 +558,7 @@ class SchemasAdapter:
     def _content(self, meta: dict[str, Any], version: str) -> str:
         if meta["registry"] == AWS_REGISTRY:
             return str(meta["content"][version])
-        held = self._meta(self._version_holder(meta["registry"], meta["name"], version))
+        held = self.store.get(self._version_holder(meta["registry"], meta["name"], version))
         if held is None:
             raise not_found(f"Version {version} of schema {meta['name']} does not exist.")
         return str(held["content"])
@@ -615,7 +569,7 @@ class SchemasAdapter:
         """Store ``content`` as the schema's next version; the schema's new metadata."""
         registry, schema = meta["registry"], meta["name"]
         version = str(int(meta.get("latest") or 0) + 1)
-        await self._put(
+        await self.store.put(
             self._version_holder(registry, schema, version),
             {"content": content, "type": kind, "created": now},
         )
@@ -627,15 +581,15 @@ class SchemasAdapter:
         meta["modified"] = now
         while len(versions) > VERSIONS_KEPT_MAX:
             old = versions.pop(0)
-            await self._drop(self._version_holder(registry, schema, old[0]))
+            await self.store.drop(self._version_holder(registry, schema, old[0]))
         meta["versions"] = versions
-        await self._put(self._schema_holder(registry, schema), meta)
+        await self.store.put(self._schema_holder(registry, schema), meta)
         return meta
 
     async def _drop_schema(self, registry: str, schema: str, meta: dict[str, Any]) -> None:
         for row in meta.get("versions") or []:
-            await self._drop(self._version_holder(registry, schema, row[0]))
-        await self._drop(self._schema_holder(registry, schema))
+            await self.store.drop(self._version_holder(registry, schema, row[0]))
+        await self.store.drop(self._schema_holder(registry, schema))
         if registry == DISCOVERED_REGISTRY:
             self._trees.pop(schema, None)
 
@@ -688,7 +642,7 @@ class SchemasAdapter:
             self._writable_registry(registry)
             if self._schema_meta(registry, schema) is not None:
                 raise conflict(f"Schema {schema} already exists in registry {registry}.")
-            if len(self._holders(f"{SCHEMA_PREFIX}{registry}/")) >= SCHEMAS_PER_REGISTRY_MAX:
+            if len(self.store.items(f"{SCHEMA_PREFIX}{registry}/")) >= SCHEMAS_PER_REGISTRY_MAX:
                 raise bad_request(
                     f"A registry can hold at most {SCHEMAS_PER_REGISTRY_MAX} schemas."
                 )
@@ -732,7 +686,7 @@ class SchemasAdapter:
             elif kind is not None and kind != latest[2]:
                 raise bad_request("Content is required to change the Type of a schema.")
             meta["modified"] = now
-            await self._put(self._schema_holder(registry, schema), meta)
+            await self.store.put(self._schema_holder(registry, schema), meta)
         return self._schema_out(meta, meta["versions"][-1])
 
     async def delete_schema(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -756,13 +710,13 @@ class SchemasAdapter:
             if not versions:
                 await self._drop_schema(registry, schema, meta)
                 return {}
-            await self._drop(self._version_holder(registry, schema, version))
+            await self.store.drop(self._version_holder(registry, schema, version))
             meta["versions"] = versions
             meta["bindings"] = {
                 k: b for k, b in (meta.get("bindings") or {}).items() if b["version"] != version
             }
             meta["modified"] = self.wall_ms()
-            await self._put(self._schema_holder(registry, schema), meta)
+            await self.store.put(self._schema_holder(registry, schema), meta)
             if registry == DISCOVERED_REGISTRY:
                 self._trees.pop(schema, None)
         return {}
@@ -771,7 +725,7 @@ class SchemasAdapter:
         self._registry(registry)
         if registry == AWS_REGISTRY:
             return [self._aws_schemas[k] for k in sorted(self._aws_schemas)]
-        metas = [m for _, m in self._holders(f"{SCHEMA_PREFIX}{registry}/")]
+        metas = self.store.records(f"{SCHEMA_PREFIX}{registry}/")
         return sorted(metas, key=lambda m: str(m["name"]))
 
     async def list_schemas(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -919,7 +873,7 @@ class SchemasAdapter:
             else:
                 bindings[key] = binding
                 meta["bindings"] = bindings
-                await self._put(self._schema_holder(meta["registry"], meta["name"]), meta)
+                await self.store.put(self._schema_holder(meta["registry"], meta["name"]), meta)
         return self._binding_out(binding, "CREATE_IN_PROGRESS")
 
     @staticmethod
@@ -958,7 +912,7 @@ class SchemasAdapter:
     def _policy_holder(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         registry = _str(params, "RegistryName", required=False)
         if registry is None:
-            return ACCOUNT_HOLDER, self._meta(ACCOUNT_HOLDER) or {}
+            return ACCOUNT_HOLDER, self.store.get(ACCOUNT_HOLDER) or {}
         return REGISTRY_PREFIX + registry, self._writable_registry(registry)
 
     async def put_resource_policy(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -986,7 +940,7 @@ class SchemasAdapter:
                     status=412,
                 )
             meta["policy"] = {"policy": policy, "revision": uuid.uuid4().hex}
-            await self._put(holder, meta)
+            await self.store.put(holder, meta)
         return {"Policy": policy, "RevisionId": meta["policy"]["revision"]}
 
     async def get_resource_policy(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1002,7 +956,7 @@ class SchemasAdapter:
             if meta.get("policy") is None:
                 raise not_found("Resource policy does not exist.")
             meta["policy"] = None
-            await self._put(holder, meta)
+            await self.store.put(holder, meta)
         return {}
 
     # -- tags -------------------------------------------------------------------------------------
@@ -1020,7 +974,7 @@ class SchemasAdapter:
             holder = SCHEMA_PREFIX + rest
         elif kind == "discoverer":
             holder = DISCOVERER_PREFIX + rest
-        meta = self._meta(holder) if holder else None
+        meta = self.store.get(holder) if holder else None
         if meta is None:
             raise missing
         return holder, meta
@@ -1037,7 +991,7 @@ class SchemasAdapter:
             if len(merged) > TAGS_MAX:
                 raise bad_request(f"A resource can have at most {TAGS_MAX} tags.")
             meta["tags"] = merged
-            await self._put(holder, meta)
+            await self.store.put(holder, meta)
         return {}
 
     async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1048,7 +1002,7 @@ class SchemasAdapter:
         async with self._lock:
             holder, meta = self._tag_holder(arn)
             meta["tags"] = {k: v for k, v in (meta.get("tags") or {}).items() if k not in set(keys)}
-            await self._put(holder, meta)
+            await self.store.put(holder, meta)
         return {}
 
     async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1062,7 +1016,7 @@ class SchemasAdapter:
         return "events-event-bus-" + re.sub(r"[^\.\-_A-Za-z0-9]", "-", bus)
 
     def _discoverer(self, did: str) -> dict[str, Any]:
-        meta = self._meta(DISCOVERER_PREFIX + did)
+        meta = self.store.get(DISCOVERER_PREFIX + did)
         if meta is None:
             raise not_found(f"Discoverer {did} does not exist.")
         return meta
@@ -1120,7 +1074,7 @@ class SchemasAdapter:
         """Started discoverers have their queue, binding and worker (a bus created again gets
         its binding back); queues of discoverers that are gone or stopped go."""
         wanted: set[str] = set()
-        for did, meta in self._holders(DISCOVERER_PREFIX):
+        for did, meta in self.store.items(DISCOVERER_PREFIX):
             if meta.get("state") == "STARTED":
                 wanted.add(DISCOVERY_QUEUE_PREFIX + did)
                 await self._attach(meta)
@@ -1151,9 +1105,9 @@ class SchemasAdapter:
         cross = params.get("CrossAccount")
         did = self.discoverer_id(bus)
         async with self._lock:
-            if self._meta(DISCOVERER_PREFIX + did) is not None:
+            if self.store.get(DISCOVERER_PREFIX + did) is not None:
                 raise conflict(f"Discoverer {did} already exists for event bus {bus}.")
-            if len(self._holders(DISCOVERER_PREFIX)) >= DISCOVERERS_MAX:
+            if len(self.store.items(DISCOVERER_PREFIX)) >= DISCOVERERS_MAX:
                 raise bad_request(f"An account can have at most {DISCOVERERS_MAX} discoverers.")
             now = self.wall_ms()
             meta = {
@@ -1166,7 +1120,7 @@ class SchemasAdapter:
                 "tags": tags,
                 "created": now,
             }
-            await self._declare(DISCOVERER_PREFIX + did, meta)
+            await self.store.declare(DISCOVERER_PREFIX + did, meta)
             await self._attach(meta)
         return self._discoverer_out(meta)
 
@@ -1182,7 +1136,7 @@ class SchemasAdapter:
                 meta["description"] = description
             if params.get("CrossAccount") is not None:
                 meta["cross_account"] = bool(params["CrossAccount"])
-            await self._put(DISCOVERER_PREFIX + did, meta)
+            await self.store.put(DISCOVERER_PREFIX + did, meta)
         return self._discoverer_out(meta)
 
     async def delete_discoverer(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1190,7 +1144,7 @@ class SchemasAdapter:
         async with self._lock:
             meta = self._discoverer(did)
             await self._detach(meta)
-            await self._drop(DISCOVERER_PREFIX + did)
+            await self.store.drop(DISCOVERER_PREFIX + did)
         return {}
 
     async def list_discoverers(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1198,7 +1152,7 @@ class SchemasAdapter:
         source_prefix = _str(params, "SourceArnPrefix", required=False) or ""
         metas = [
             m
-            for did, m in sorted(self._holders(DISCOVERER_PREFIX))
+            for did, m in sorted(self.store.items(DISCOVERER_PREFIX))
             if did.startswith(prefix) and str(m["source"]).startswith(source_prefix)
         ]
         chunk, nxt = _page(metas, params)
@@ -1212,7 +1166,7 @@ class SchemasAdapter:
             meta = self._discoverer(did)
             if meta["state"] != state:
                 meta["state"] = state
-                await self._put(DISCOVERER_PREFIX + did, meta)
+                await self.store.put(DISCOVERER_PREFIX + did, meta)
                 if state == "STARTED":
                     await self._attach(meta)
                 else:
@@ -1317,7 +1271,7 @@ class SchemasAdapter:
             now = self.wall_ms()
             meta = self._schema_meta(DISCOVERED_REGISTRY, name)
             if meta is None:
-                if len(self._holders(f"{SCHEMA_PREFIX}{DISCOVERED_REGISTRY}/")) >= (
+                if len(self.store.items(f"{SCHEMA_PREFIX}{DISCOVERED_REGISTRY}/")) >= (
                     SCHEMAS_PER_REGISTRY_MAX
                 ):
                     return False

@@ -41,7 +41,7 @@ import ssl
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -49,7 +49,7 @@ from urllib.parse import quote, urlsplit
 import trio
 
 from broker.adapters import http_client
-from broker.adapters.errors import ServiceError
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError
 from broker.adapters.http_client import HttpError
 from broker.api import COMPLETE, D_BODY, D_ID, D_PROPS, Broker, BrokerError
 
@@ -324,7 +324,15 @@ class _Sink:
             worker.scope.cancel()
 
 
-class SnsAdapter:
+class SnsAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="InvalidAction",
+        unsupported_message="The action {action} is not valid for this endpoint.",
+        internal="InternalError",
+        busy="Throttled",
+        busy_status=429,
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -346,7 +354,6 @@ class SnsAdapter:
         self._session: int | None = None
         self._workers: dict[str, _Worker] = {}
         self._targets: dict[str, HttpTarget] = {}
-        self._actions: dict[str, Callable[[dict[str, Any], Context], Awaitable[dict[str, Any]]]]
         self._actions = {
             "CreateTopic": self.create_topic,
             "DeleteTopic": self.delete_topic,
@@ -368,10 +375,6 @@ class SnsAdapter:
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
         }
-
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -409,17 +412,7 @@ class SnsAdapter:
     # -- dispatch ---------------------------------------------------------------------------------
 
     async def handle(self, action: str, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise ServiceError(
-                "InvalidAction", f"The action {action} is not valid for this endpoint."
-            )
-        try:
-            return await handler(params, ctx)
-        except BrokerError as exc:
-            if exc.code in (503, 506):
-                raise ServiceError("Throttled", exc.text, status=429) from None
-            raise ServiceError("InternalError", exc.text, status=500, sender_fault=False) from None
+        return await self._dispatch(action, params, ctx)
 
     # -- names and ARNs ---------------------------------------------------------------------------
 

@@ -40,13 +40,13 @@ import re
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from broker.adapters.errors import ServiceError, invalid_value, missing
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError, invalid_value, missing
 from broker.api import COMPLETE, MODIFY, SERVICE_SESSION_BASE, Broker, BrokerError
 
 log = logging.getLogger("polymq.sqs")
@@ -242,7 +242,16 @@ def _str_param(params: dict[str, Any], name: str) -> str:
     return value
 
 
-class SqsAdapter:
+class SqsAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="InvalidAction",
+        unsupported_message="The action {action} is not valid for this web service.",
+        internal="InternalFailure",
+        busy="RequestThrottled",
+        busy_status=403,
+        not_found=lambda: SqsAdapter._no_queue(),
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -257,7 +266,6 @@ class SqsAdapter:
         self._attempts: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._moves: dict[str, MoveTask] = {}
         self._nursery: trio.Nursery | None = None
-        self._actions: dict[str, Callable[[dict[str, Any], Context], Awaitable[dict[str, Any]]]]
         self._actions = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -284,10 +292,6 @@ class SqsAdapter:
             "CancelMessageMoveTask": self.cancel_message_move_task,
         }
 
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hosts the message move tasks; runs until cancelled."""
         async with trio.open_nursery() as nursery:
@@ -296,23 +300,7 @@ class SqsAdapter:
             await trio.sleep_forever()
 
     async def handle(self, action: str, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise ServiceError(
-                "InvalidAction", f"The action {action} is not valid for this web service."
-            )
-        try:
-            return await handler(params, ctx)
-        except BrokerError as exc:
-            if exc.code == 404:
-                raise self._no_queue() from None
-            if exc.code in (503, 506):
-                raise ServiceError(
-                    "RequestThrottled", exc.text, status=403, sender_fault=True
-                ) from None
-            raise ServiceError(
-                "InternalFailure", exc.text, status=500, sender_fault=False
-            ) from None
+        return await self._dispatch(action, params, ctx)
 
     # -- names, URLs, ARNs -----------------------------------------------------------------------
 

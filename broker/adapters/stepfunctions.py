@@ -52,7 +52,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,8 @@ from broker.adapters.asl.validate import (
     parse_definition,
     variable_references,
 )
-from broker.adapters.errors import ServiceError
+from broker.adapters.errors import Dispatcher, ServiceCodes, ServiceError
+from broker.adapters.store import ExchangeStore
 from broker.api import Broker, BrokerError
 
 log = logging.getLogger("polymq.stepfunctions")
@@ -201,6 +202,15 @@ def _page(
     return chunk, nxt
 
 
+def _listing(key: str, items: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A List* reply: a page of ``items`` under ``key``, and the token of the next page."""
+    chunk, nxt = _page(items, params, default=LIST_RESULTS_DEFAULT, most=LIST_RESULTS_MAX)
+    out: dict[str, Any] = {key: chunk}
+    if nxt:
+        out["nextToken"] = nxt
+    return out
+
+
 def _plain(value: Any) -> Any:
     """An adapter's reply as JSON values (timestamps as ISO text, blobs as base64)."""
     if isinstance(value, dict):
@@ -238,7 +248,13 @@ class _Run:
     finishing: bool = False
 
 
-class StepFunctionsAdapter:
+class StepFunctionsAdapter(Dispatcher):
+    codes = ServiceCodes(
+        unsupported="UnsupportedOperation",
+        internal="InternalFailure",
+        busy="ServiceUnavailable",
+    )
+
     def __init__(
         self,
         broker: Broker,
@@ -252,6 +268,7 @@ class StepFunctionsAdapter:
         wall_ms: Callable[[], int] | None = None,
     ) -> None:
         self.broker = broker
+        self.store = ExchangeStore(broker, META, vhost=VHOST)
         self.account_id = account_id
         self.region = region
         self.sqs = sqs
@@ -269,7 +286,7 @@ class StepFunctionsAdapter:
         self._histories: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         #: inputs fed by the driver (benchmarks and tests read it)
         self.inputs_fed = 0
-        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        self._actions = {
             "CreateStateMachine": self.create_state_machine,
             "UpdateStateMachine": self.update_state_machine,
             "DeleteStateMachine": self.delete_state_machine,
@@ -298,10 +315,6 @@ class StepFunctionsAdapter:
             "ListTagsForResource": self.list_tags_for_resource,
         }
 
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(self._actions)
-
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -312,55 +325,9 @@ class StepFunctionsAdapter:
         await self.broker.run_while_leading(self._drive)
 
     async def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        handler = self._actions.get(action)
-        if handler is None:
-            raise ServiceError(
-                "UnsupportedOperation", f"{action} is not supported by polymq.", status=400
-            )
-        try:
-            return await handler(params)
-        except BrokerError as exc:
-            if exc.code in (503, 506):
-                raise ServiceError(
-                    "ServiceUnavailable", exc.text, status=503, sender_fault=False
-                ) from None
-            raise ServiceError(
-                "InternalFailure", exc.text, status=500, sender_fault=False
-            ) from None
+        return await self._dispatch(action, params)
 
     # -- storage ----------------------------------------------------------------------------------
-
-    async def _declare(self, name: str, meta: dict[str, Any]) -> None:
-        await self.broker.declare_exchange(
-            name, "fanout", vhost=VHOST, durable=True, internal=True, arguments={META: meta}
-        )
-
-    async def _set(self, name: str, meta: dict[str, Any]) -> None:
-        await self.broker.set_exchange_arguments(name, {META: meta}, vhost=VHOST)
-
-    async def _drop(self, name: str) -> None:
-        try:
-            await self.broker.delete_exchange(name, vhost=VHOST)
-        except BrokerError as exc:
-            if exc.code != 404:
-                raise
-
-    def _meta(self, name: str) -> dict[str, Any] | None:
-        info = self.broker.exchange_info(name, vhost=VHOST)
-        if info is None:
-            return None
-        meta = info["arguments"].get(META)
-        return dict(meta) if isinstance(meta, dict) else None
-
-    def _holders(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        out = []
-        for x in self.broker.list_exchanges(vhost=VHOST):
-            name = x["name"]
-            if name.startswith(prefix):
-                meta = x["arguments"].get(META)
-                if isinstance(meta, dict):
-                    out.append((name, dict(meta)))
-        return out
 
     def _journal(self, key: str) -> list[dict[str, Any]]:
         entries = []
@@ -425,14 +392,14 @@ class StepFunctionsAdapter:
 
     def _need_machine(self, arn: Any) -> tuple[str, dict[str, Any]]:
         name = self._machine_name(arn)
-        meta = self._meta(MACHINE_PREFIX + name)
+        meta = self.store.get(MACHINE_PREFIX + name)
         if meta is None:
             raise _err("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
         return name, meta
 
     def _need_execution(self, arn: Any) -> tuple[str, dict[str, Any]]:
         _machine, _name, key = self._exec_key(arn)
-        meta = self._meta(key)
+        meta = self.store.get(key)
         if meta is None:
             raise _err("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
         return key, meta
@@ -461,7 +428,7 @@ class StepFunctionsAdapter:
         if len(tags) > TAGS_MAX:
             raise _err("TooManyTags", f"A resource can have at most {TAGS_MAX} tags")
         async with self._lock:
-            existing = self._meta(MACHINE_PREFIX + name)
+            existing = self.store.get(MACHINE_PREFIX + name)
             if existing is not None:
                 if (
                     existing["definition"] == params["definition"]
@@ -489,7 +456,7 @@ class StepFunctionsAdapter:
                 "logging": params.get("loggingConfiguration") or {"level": "OFF"},
                 "tracing": params.get("tracingConfiguration") or {"enabled": False},
             }
-            await self._declare(MACHINE_PREFIX + name, meta)
+            await self.store.declare(MACHINE_PREFIX + name, meta)
         return {"stateMachineArn": self.machine_arn(name), "creationDate": _secs(now)}
 
     async def update_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -520,17 +487,18 @@ class StepFunctionsAdapter:
                 meta["tracing"] = params["tracingConfiguration"]
             meta["updated"] = self.wall_ms()
             meta["revision"] = str(uuid.uuid4())
-            await self._set(MACHINE_PREFIX + name, meta)
+            await self.store.set(MACHINE_PREFIX + name, meta)
         return {"updateDate": _secs(meta["updated"]), "revisionId": meta["revision"]}
 
     async def delete_state_machine(self, params: dict[str, Any]) -> dict[str, Any]:
         name = self._machine_name(params.get("stateMachineArn"))
         async with self._lock:
-            await self._drop(MACHINE_PREFIX + name)
+            await self.store.drop(MACHINE_PREFIX + name)
             # ended executions go with their machine; running ones end first (AWS lets them)
-            for key, meta in self._holders(f"{EXEC_PREFIX}{name}:"):
+            prefix = f"{EXEC_PREFIX}{name}:"
+            for key, meta in self.store.items(prefix):
                 if meta.get("status") != "RUNNING":
-                    await self._drop(key)
+                    await self.store.drop(prefix + key)
         return {}
 
     def _machine_out(self, name: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -580,13 +548,9 @@ class StepFunctionsAdapter:
                 "type": meta["type"],
                 "creationDate": _secs(meta["created"]),
             }
-            for _key, meta in self._holders(MACHINE_PREFIX)
+            for meta in self.store.records(MACHINE_PREFIX)
         ]
-        chunk, nxt = _page(items, params, default=LIST_RESULTS_DEFAULT, most=LIST_RESULTS_MAX)
-        out: dict[str, Any] = {"stateMachines": chunk}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return _listing("stateMachines", items, params)
 
     # -- executions -------------------------------------------------------------------------------
 
@@ -632,7 +596,7 @@ class StepFunctionsAdapter:
         arn = self.execution_arn(machine, name)
         key = f"{EXEC_PREFIX}{machine}:{name}"
         async with self._lock:
-            existing = self._meta(key)
+            existing = self.store.get(key)
             if existing is not None:
                 if existing.get("status") == "RUNNING" and existing.get("input") == (
                     text if text is not None else "{}"
@@ -654,7 +618,7 @@ class StepFunctionsAdapter:
                 "redriveCount": 0,
             }
             await self._ensure_journal_exchange()
-            await self._declare(key, meta)
+            await self.store.declare(key, meta)
             await self._prune(machine)
         await self._status_event(meta)
         if self._nursery is not None and arn not in self._live:
@@ -662,15 +626,16 @@ class StepFunctionsAdapter:
         return {"executionArn": arn, "startDate": _secs(now)}
 
     async def _prune(self, machine: str) -> None:
+        prefix = f"{EXEC_PREFIX}{machine}:"
         ended = [
             (meta.get("stop") or 0, key)
-            for key, meta in self._holders(f"{EXEC_PREFIX}{machine}:")
+            for key, meta in self.store.items(prefix)
             if meta.get("status") in FINAL
         ]
         if len(ended) >= EXECUTIONS_KEPT_MAX:
             ended.sort()
             for _stop, key in ended[: len(ended) - EXECUTIONS_KEPT_MAX + 1]:
-                await self._drop(key)
+                await self.store.drop(prefix + key)
 
     async def _start_express(
         self, machine: str, mmeta: dict[str, Any], name: str, value: Any
@@ -810,7 +775,7 @@ class StepFunctionsAdapter:
         status = params.get("statusFilter")
         redrive = params.get("redriveFilter")
         rows = []
-        for _key, meta in self._holders(f"{EXEC_PREFIX}{machine}:"):
+        for meta in self.store.records(f"{EXEC_PREFIX}{machine}:"):
             if status and meta["status"] != status:
                 continue
             redriven = meta.get("redriveCount", 0) > 0
@@ -833,11 +798,7 @@ class StepFunctionsAdapter:
             if meta.get("redriveDate") is not None:
                 item["redriveDate"] = _secs(meta["redriveDate"])
             items.append(item)
-        chunk, nxt = _page(items, params, default=LIST_RESULTS_DEFAULT, most=LIST_RESULTS_MAX)
-        out: dict[str, Any] = {"executions": chunk}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return _listing("executions", items, params)
 
     def _replay(self, key: str, meta: dict[str, Any]) -> Execution:
         exe = self._new_execution(meta, meta["arn"])
@@ -941,7 +902,7 @@ class StepFunctionsAdapter:
         if self._nursery is None:
             self._live_run(str(arn))
         async with self._lock:
-            meta = self._meta(key) or meta
+            meta = self.store.get(key) or meta
             if meta["status"] == "RUNNING" or meta["arn"] in self._live:
                 raise _err("ExecutionNotRedrivable", "Execution Not Redrivable: it is running")
             exe = self._replay(key, meta)
@@ -960,7 +921,7 @@ class StepFunctionsAdapter:
             cause=None,
         )
         run.meta = meta
-        await self._set(key, meta)
+        await self.store.set(key, meta)
         await self._input(run, {"k": "redrive", "t": now})
         await self._status_event(meta)
         return {"redriveDate": _secs(now)}
@@ -1031,27 +992,27 @@ class StepFunctionsAdapter:
         if len(tags) > TAGS_MAX:
             raise _err("TooManyTags", f"A resource can have at most {TAGS_MAX} tags")
         async with self._lock:
-            existing = self._meta(ACTIVITY_PREFIX + name)
+            existing = self.store.get(ACTIVITY_PREFIX + name)
             if existing is not None:
                 return {
                     "activityArn": self.activity_arn(name),
                     "creationDate": _secs(existing["created"]),
                 }
             now = self.wall_ms()
-            await self._declare(
+            await self.store.declare(
                 ACTIVITY_PREFIX + name, {"name": name, "created": now, "tags": tags}
             )
         return {"activityArn": self.activity_arn(name), "creationDate": _secs(now)}
 
     async def delete_activity(self, params: dict[str, Any]) -> dict[str, Any]:
         name = self._activity_name(params.get("activityArn"))
-        await self._drop(ACTIVITY_PREFIX + name)
+        await self.store.drop(ACTIVITY_PREFIX + name)
         return {}
 
     async def describe_activity(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("activityArn")
         name = self._activity_name(arn)
-        meta = self._meta(ACTIVITY_PREFIX + name)
+        meta = self.store.get(ACTIVITY_PREFIX + name)
         if meta is None:
             raise _err("ActivityDoesNotExist", f"Activity Does Not Exist: '{arn}'")
         return {
@@ -1067,18 +1028,14 @@ class StepFunctionsAdapter:
                 "name": m["name"],
                 "creationDate": _secs(m["created"]),
             }
-            for _k, m in self._holders(ACTIVITY_PREFIX)
+            for m in self.store.records(ACTIVITY_PREFIX)
         ]
-        chunk, nxt = _page(items, params, default=LIST_RESULTS_DEFAULT, most=LIST_RESULTS_MAX)
-        out: dict[str, Any] = {"activities": chunk}
-        if nxt:
-            out["nextToken"] = nxt
-        return out
+        return _listing("activities", items, params)
 
     async def get_activity_task(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("activityArn")
         name = self._activity_name(arn)
-        if self._meta(ACTIVITY_PREFIX + name) is None:
+        if self.store.get(ACTIVITY_PREFIX + name) is None:
             raise _err("ActivityDoesNotExist", f"Activity Does Not Exist: '{arn}'")
         if self._nursery is None:
             raise ServiceError(
@@ -1273,7 +1230,7 @@ class StepFunctionsAdapter:
             raise invalid_arn(arn, "Resource type not valid in this context")
         prefix = MACHINE_PREFIX if kind == "stateMachine" else ACTIVITY_PREFIX
         holder = prefix + rest[0]
-        if self._meta(holder) is None:
+        if self.store.get(holder) is None:
             raise _err("ResourceNotFound", f"Resource not found: '{arn}'")
         return holder
 
@@ -1281,28 +1238,28 @@ class StepFunctionsAdapter:
         holder = self._tag_holder(params.get("resourceArn"))
         tags = _tags_in(params.get("tags"))
         async with self._lock:
-            meta = self._meta(holder) or {}
+            meta = self.store.get(holder) or {}
             merged = {**(meta.get("tags") or {}), **tags}
             if len(merged) > TAGS_MAX:
                 raise _err("TooManyTags", f"A resource can have at most {TAGS_MAX} tags")
             meta["tags"] = merged
-            await self._set(holder, meta)
+            await self.store.set(holder, meta)
         return {}
 
     async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
         holder = self._tag_holder(params.get("resourceArn"))
         async with self._lock:
-            meta = self._meta(holder) or {}
+            meta = self.store.get(holder) or {}
             tags = dict(meta.get("tags") or {})
             for key in params.get("tagKeys") or []:
                 tags.pop(key, None)
             meta["tags"] = tags
-            await self._set(holder, meta)
+            await self.store.set(holder, meta)
         return {}
 
     async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
         holder = self._tag_holder(params.get("resourceArn"))
-        meta = self._meta(holder) or {}
+        meta = self.store.get(holder) or {}
         return {"tags": _tags_out(meta.get("tags") or {})}
 
     # -- EventBridge ------------------------------------------------------------------------------
@@ -1379,9 +1336,9 @@ class StepFunctionsAdapter:
                 ready.set()
 
     async def _reconcile(self) -> None:
-        for key, meta in self._holders(EXEC_PREFIX):
+        for key, meta in self.store.items(EXEC_PREFIX):
             if meta.get("status") == "RUNNING" and meta["arn"] not in self._live:
-                await self._resume(key, meta)
+                await self._resume(EXEC_PREFIX + key, meta)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -1477,14 +1434,14 @@ class StepFunctionsAdapter:
                 run.meta = meta
                 try:
                     if self.broker.exchange_info(run.key, vhost=VHOST) is not None:
-                        await self._set(run.key, meta)
+                        await self.store.set(run.key, meta)
                 except BrokerError as exc:
                     log.warning("execution end not recorded", extra={"error": exc.text})
                     run.done.set()
                     return
                 await self._status_event(meta)
-                if self._meta(MACHINE_PREFIX + str(meta["machine"])) is None:
-                    await self._drop(run.key)
+                if self.store.get(MACHINE_PREFIX + str(meta["machine"])) is None:
+                    await self.store.drop(run.key)
             self._live.pop(run.arn, None)
             run.done.set()
 
@@ -1614,32 +1571,46 @@ class StepFunctionsAdapter:
         return TaskFailure(f"{prefix}.{code}", exc.message)
 
     async def _sqs(self, op: str, params: dict[str, Any], prefix: str) -> Any:
-        if self.sqs is None:
-            raise TaskFailure(f"{prefix}.ServiceUnavailableException", "SQS is not served")
         from broker.adapters.sqs import Context
 
-        try:
-            return _plain(await self.sqs.handle(op, params, Context(region=self.region)))
-        except ServiceError as exc:
-            raise self._sdk_error(prefix, exc) from None
+        return await self._call(self.sqs, "SQS", prefix, op, params, Context(region=self.region))
 
     async def _sns(self, op: str, params: dict[str, Any], prefix: str) -> Any:
-        if self.sns is None:
-            raise TaskFailure(f"{prefix}.ServiceUnavailableException", "SNS is not served")
         from broker.adapters.sns import Context
 
+        return await self._call(self.sns, "SNS", prefix, op, params, Context(region=self.region))
+
+    async def _events(self, op: str, params: dict[str, Any], prefix: str) -> Any:
+        return await self._call(self.events, "EventBridge", prefix, op, params)
+
+    async def _call(self, adapter: Any, label: str, prefix: str, op: str, *args: Any) -> Any:
+        """``op`` of another service's adapter (None: not served here); its refusals become
+        ``<prefix>.<Code>Exception`` task failures."""
+        if adapter is None:
+            raise TaskFailure(f"{prefix}.ServiceUnavailableException", f"{label} is not served")
         try:
-            return _plain(await self.sns.handle(op, params, Context(region=self.region)))
+            return _plain(await adapter.handle(op, *args))
         except ServiceError as exc:
             raise self._sdk_error(prefix, exc) from None
 
-    async def _events(self, op: str, params: dict[str, Any], prefix: str) -> Any:
-        if self.events is None:
-            raise TaskFailure(f"{prefix}.ServiceUnavailableException", "EventBridge is not served")
+    @staticmethod
+    async def _request(
+        method: str, url: str, headers: list[tuple[str, str]], body: bytes, failure: str
+    ) -> tuple[http_client.HttpResponse, str]:
+        """A task's HTTP request and its body as text; a request that fails is task failure
+        ``failure``."""
         try:
-            return _plain(await self.events.handle(op, params))
-        except ServiceError as exc:
-            raise self._sdk_error(prefix, exc) from None
+            resp = await http_client.request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                timeout_s=HTTP_TASK_TIMEOUT_S,
+                response_bytes_max=HTTP_TASK_RESPONSE_BYTES_MAX,
+            )
+        except http_client.HttpError as exc:
+            raise TaskFailure(failure, str(exc)) from None
+        return resp, resp.body.decode("utf-8", "replace")
 
     def _lambda_url(self, function: str) -> str | None:
         if function in self.lambda_endpoints:
@@ -1658,18 +1629,9 @@ class StepFunctionsAdapter:
                 f"Function not found: {function} (no sfn_lambda_endpoints entry names it)",
             )
         body = dumps(payload if payload is not None else {}).encode()
-        try:
-            resp = await http_client.request(
-                "POST",
-                url,
-                headers=[("Content-Type", "application/json")],
-                body=body,
-                timeout_s=HTTP_TASK_TIMEOUT_S,
-                response_bytes_max=HTTP_TASK_RESPONSE_BYTES_MAX,
-            )
-        except http_client.HttpError as exc:
-            raise TaskFailure("Lambda.ServiceException", str(exc)) from None
-        text = resp.body.decode("utf-8", "replace")
+        resp, text = await self._request(
+            "POST", url, [("Content-Type", "application/json")], body, "Lambda.ServiceException"
+        )
         try:
             value = json.loads(text) if text.strip() else None
         except ValueError:
@@ -1717,18 +1679,7 @@ class StepFunctionsAdapter:
                 body = (raw if isinstance(raw, str) else dumps(raw)).encode()
                 if not any(k.lower() == "content-type" for k, _ in headers):
                     headers.append(("Content-Type", "application/json"))
-        try:
-            resp = await http_client.request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                timeout_s=HTTP_TASK_TIMEOUT_S,
-                response_bytes_max=HTTP_TASK_RESPONSE_BYTES_MAX,
-            )
-        except http_client.HttpError as exc:
-            raise TaskFailure("States.Http.Socket", str(exc)) from None
-        text = resp.body.decode("utf-8", "replace")
+        resp, text = await self._request(method, url, headers, body, "States.Http.Socket")
         response_body: Any = text
         if "json" in resp.headers.get("content-type", "") and text.strip():
             try:

@@ -10,22 +10,13 @@ from typing import Any
 from broker.adapters.appflow import AppflowAdapter
 from broker.api import Broker
 from broker.config import Config
-from protocols.aws.errors import service_errors
-from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 
-class AppflowService:
+class AppflowService(AdapterService[AppflowAdapter]):
     name = "appflow"
     model_name = "appflow"
-    json_target_prefix = ""
     protocol = "rest-json"
-
-    def __init__(self, adapter: AppflowAdapter) -> None:
-        self.adapter = adapter
-
-    async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        with service_errors():
-            return await self.adapter.handle(req.action, req.params)
 
     @classmethod
     def build(

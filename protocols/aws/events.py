@@ -4,21 +4,11 @@ adapter (``broker/adapters/events.py``); its refusals become ``AwsError``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from broker.adapters.events import EventsAdapter
-from protocols.aws.errors import service_errors
-from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 
-class EventsService:
+class EventsService(AdapterService[EventsAdapter]):
     name = "events"
     model_name = "events"
     json_target_prefix = "AWSEvents"
-
-    def __init__(self, adapter: EventsAdapter) -> None:
-        self.adapter = adapter
-
-    async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        with service_errors():
-            return await self.adapter.handle(req.action, req.params)

@@ -4,22 +4,11 @@ to the schemas adapter (``broker/adapters/schemas.py``); its refusals become ``A
 
 from __future__ import annotations
 
-from typing import Any
-
 from broker.adapters.schemas import SchemasAdapter
-from protocols.aws.errors import service_errors
-from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 
-class SchemasService:
+class SchemasService(AdapterService[SchemasAdapter]):
     name = "schemas"
     model_name = "schemas"
-    json_target_prefix = ""
     protocol = "rest-json"
-
-    def __init__(self, adapter: SchemasAdapter) -> None:
-        self.adapter = adapter
-
-    async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        with service_errors():
-            return await self.adapter.handle(req.action, req.params)

@@ -5,22 +5,14 @@ codes: ``NotFound``, ``InvalidParameter``, ``ParameterValueInvalid``, ...)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from broker.adapters.sns import Context, SnsAdapter
-from protocols.aws.errors import service_errors
 from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 
-class SnsService:
+class SnsService(AdapterService[SnsAdapter]):
     name = "sns"
     model_name = "sns"
-    json_target_prefix = ""
 
-    def __init__(self, adapter: SnsAdapter) -> None:
-        self.adapter = adapter
-
-    async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        ctx = Context(host=req.host, access_key=req.access_key, region=req.region)
-        with service_errors():
-            return await self.adapter.handle(req.action, req.params, ctx)
+    def context(self, req: AwsRequest) -> tuple[Context]:
+        return (Context(host=req.host, access_key=req.access_key, region=req.region),)

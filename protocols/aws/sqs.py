@@ -10,22 +10,23 @@ from broker.adapters.errors import ServiceError
 from broker.adapters.sqs import Context, SqsAdapter
 from protocols.aws.errors import AwsError
 from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 QUERY_NO_QUEUE = "The specified queue does not exist for this wsdl version."
 
 
-class SqsService:
+class SqsService(AdapterService[SqsAdapter]):
     name = "sqs"
     model_name = "sqs"
     json_target_prefix = "AmazonSQS"
 
-    def __init__(self, adapter: SqsAdapter) -> None:
-        self.adapter = adapter
+    def context(self, req: AwsRequest) -> tuple[Context]:
+        ctx = Context(host=req.host, path=req.path, access_key=req.access_key, region=req.region)
+        return (ctx,)
 
     async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        ctx = Context(host=req.host, path=req.path, access_key=req.access_key, region=req.region)
         try:
-            return await self.adapter.handle(req.action, req.params, ctx)
+            return await self.adapter.handle(req.action, req.params, *self.context(req))
         except ServiceError as exc:
             message = exc.message
             if exc.code == "QueueDoesNotExist" and req.protocol == "query":

@@ -5,21 +5,11 @@ refusals become ``AwsError``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from broker.adapters.stepfunctions import StepFunctionsAdapter
-from protocols.aws.errors import service_errors
-from protocols.aws.http import AwsRequest
+from protocols.aws.service import AdapterService
 
 
-class StepFunctionsService:
+class StepFunctionsService(AdapterService[StepFunctionsAdapter]):
     name = "stepfunctions"
     model_name = "stepfunctions"
     json_target_prefix = "AWSStepFunctions"
-
-    def __init__(self, adapter: StepFunctionsAdapter) -> None:
-        self.adapter = adapter
-
-    async def handle(self, req: AwsRequest) -> dict[str, Any]:
-        with service_errors():
-            return await self.adapter.handle(req.action, req.params)

@@ -617,6 +617,20 @@ class Execution:
             self._assign(branch, state["Assign"], None, states)
         return output
 
+    def _leave_with(self, branch: Branch, state: dict[str, Any], result: Any) -> None:
+        """Leave ``state`` with its result (a Task's, or a Parallel's or Map's list) through
+        JSONata Output and Assign, or JSONPath ResultSelector to OutputPath; a ``StateError``
+        of those fails the state."""
+        try:
+            if self._ql(branch, state) == JSONATA:
+                output = self._finish_jsonata(branch, state, result, has_result=True)
+            else:
+                output = self._finish_jsonpath(branch, state, result)
+        except StateError as exc:
+            self._state_failed(branch, exc.error, exc.cause)
+            return
+        self._exit(branch, state, output, self._next_of(state))
+
     # -- transitions -----------------------------------------------------------------------------
 
     def _exit(self, branch: Branch, state: dict[str, Any], output: Any, nxt: str | None) -> None:
@@ -1140,16 +1154,22 @@ class Execution:
 
     # -- Task ------------------------------------------------------------------------------------
 
+    def _field(
+        self, branch: Branch, state: dict[str, Any], name: str, doc: Any, states: Any, default: Any
+    ) -> Any:
+        """The value of field ``name`` (a JSONata expression evaluated) or of ``<name>Path`` (a
+        path into ``doc``); ``default`` when the state has neither."""
+        if name in state:
+            value = state[name]
+            return self._jsonata(value, branch, states, name) if jq.is_expr(value) else value
+        if f"{name}Path" in state:
+            return self._path_value(state[f"{name}Path"], doc, branch, None, f"{name}Path")
+        return default
+
     def _number_field(
         self, branch: Branch, state: dict[str, Any], name: str, doc: Any, states: Any
     ) -> int | None:
-        value: Any = None
-        if name in state:
-            value = state[name]
-            if jq.is_expr(value):
-                value = self._jsonata(value, branch, states, name)
-        elif f"{name}Path" in state:
-            value = self._path_value(state[f"{name}Path"], doc, branch, None, f"{name}Path")
+        value = self._field(branch, state, name, doc, states, None)
         if value is None:
             return None
         if isinstance(value, float) and value.is_integer():
@@ -1344,15 +1364,7 @@ class Execution:
         )
         if self.single_state is not None:
             self.inspection["result"] = dumps(result)
-        try:
-            if self._ql(branch, state) == JSONATA:
-                output = self._finish_jsonata(branch, state, result, has_result=True)
-            else:
-                output = self._finish_jsonpath(branch, state, result)
-        except StateError as exc:
-            self._state_failed(branch, exc.error, exc.cause)
-            return
-        self._exit(branch, state, output, self._next_of(state))
+        self._leave_with(branch, state, result)
 
     # -- Parallel and Map ------------------------------------------------------------------------
 
@@ -1479,13 +1491,7 @@ class Execution:
     def _number_field_zero(
         self, branch: Branch, state: dict[str, Any], name: str, doc: Any, states: Any
     ) -> int:
-        value: Any = 0
-        if name in state:
-            value = state[name]
-            if jq.is_expr(value):
-                value = self._jsonata(value, branch, states, name)
-        elif f"{name}Path" in state:
-            value = self._path_value(state[f"{name}Path"], doc, branch, None, f"{name}Path")
+        value = self._field(branch, state, name, doc, states, 0)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -1495,13 +1501,7 @@ class Execution:
     def _tolerance(
         self, branch: Branch, state: dict[str, Any], name: str, doc: Any, states: Any
     ) -> float | None:
-        value: Any = None
-        if name in state:
-            value = state[name]
-            if jq.is_expr(value):
-                value = self._jsonata(value, branch, states, name)
-        elif f"{name}Path" in state:
-            value = self._path_value(state[f"{name}Path"], doc, branch, None, f"{name}Path")
+        value = self._field(branch, state, name, doc, states, None)
         if value is None:
             return None
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
@@ -1543,15 +1543,7 @@ class Execution:
         owner.waiting = ""
         results = list(group.results)
         self._gc()
-        try:
-            if self._ql(owner, state) == JSONATA:
-                output = self._finish_jsonata(owner, state, results, has_result=True)
-            else:
-                output = self._finish_jsonpath(owner, state, results)
-        except StateError as exc:
-            self._state_failed(owner, exc.error, exc.cause)
-            return
-        self._exit(owner, state, output, self._next_of(state))
+        self._leave_with(owner, state, results)
 
 
 class _Absent:
