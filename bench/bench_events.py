@@ -128,6 +128,7 @@ def load(endpoint: str, bus: str, n_rules: int, opts: dict) -> dict[str, Any]:
     lat = sorted(x for r in results for x in r["lat"])
     return {
         "rate": sent / elapsed,
+        "sent": sent,
         "failed": sum(r["failed"] for r in results),
         "p50": statistics.median(lat) * 1000 if lat else None,
         "p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else None,

@@ -10,7 +10,9 @@ with or without the discoverer). Each row runs ``--trials`` times, the rows of a
 the other, every other trial with the discoverer row first (so drift of the machine spreads over
 all rows); reported per row: the median events/s accepted over the trials, the ratio of the
 medians to the row without a discoverer, the median of the per-trial (paired) ratios and the
-lowest and highest of them, median PutEvents latency p50 / p99, and for discoverer rows
+lowest and highest of them, median PutEvents latency p50 / p99, the server's CPU time per
+event accepted (user + system, from /proc, over the load and for discoverer rows until the
+backlog drained: the cost a discoverer adds, whatever the clients manage), and for discoverer rows
 the discovered schemas and versions once the backlog drained (and the longest drain after the
 load stopped).
 
@@ -21,6 +23,7 @@ load stopped).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -50,7 +53,16 @@ def discovered(schemas: Any, prefix: str) -> tuple[int, int]:
         token = {"NextToken": page["NextToken"]}
 
 
-def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    endpoint: str, pid: int, n_rules: int, with_discoverer: bool, opts: dict[str, Any]
+) -> dict[str, Any]:
     sqs = client("sqs", endpoint)
     schemas = client("schemas", endpoint)
     events = client("events", endpoint)
@@ -65,6 +77,7 @@ def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]
     if with_discoverer:
         bus_arn = f"arn:aws:events:us-east-1:000000000000:event-bus/{bus}"
         did = schemas.create_discoverer(SourceArn=bus_arn)["DiscovererId"]
+    cpu0 = cpu_s(pid)
     got = load(endpoint, bus, max(n_rules, 30), opts)
     stopped = got["stopped"]
     row: dict[str, Any] = {
@@ -91,7 +104,10 @@ def run(endpoint: str, n_rules: int, with_discoverer: bool, opts: dict[str, Any]
             time.sleep(0.2)
         row["schemas"], row["versions"] = last
         row["drain_s"] = max(0.0, still_since - stopped)
+        row["cpu_us"] = (cpu_s(pid) - cpu0) / max(got["sent"], 1) * 1e6
         schemas.delete_discoverer(DiscovererId=did)
+    else:
+        row["cpu_us"] = (cpu_s(pid) - cpu0) / max(got["sent"], 1) * 1e6
     return row
 
 
@@ -112,7 +128,7 @@ def main() -> None:
             # every other trial runs the discoverer row first: drift does not favour either
             for n_rules in (args.rules, 0):
                 for with_discoverer in (trial % 2 == 1, trial % 2 == 0):
-                    row = run(server.endpoint, n_rules, with_discoverer, opts)
+                    row = run(server.endpoint, server.proc.pid, n_rules, with_discoverer, opts)
                     trials[(n_rules, with_discoverer)].append(row)
     finally:
         server.stop()
@@ -122,8 +138,8 @@ def main() -> None:
     )
     print(
         f"{'rules':>6} {'discoverer':>10} {'events/s':>9} {'ratio':>6} {'paired':>6} "
-        f"{'trials':>11} {'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'schemas':>7} {'versions':>8} "
-        f"{'drain s':>7}"
+        f"{'trials':>11} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/ev':>9} {'failed':>6} "
+        f"{'schemas':>7} {'versions':>8} {'drain s':>7}"
     )
     for n_rules, with_discoverer in keys:
         rows = trials[(n_rules, with_discoverer)]
@@ -144,6 +160,7 @@ def main() -> None:
             f"{n_rules:>6} {label:>10} {rate:>9,.0f} {ratio:>5.2f}x {paired:>5.2f}x {spread:>11} "
             f"{statistics.median(r['p50'] for r in rows):>7.1f} "
             f"{statistics.median(r['p99'] for r in rows):>7.1f} "
+            f"{statistics.median(r['cpu_us'] for r in rows):>9.1f} "
             f"{sum(r['failed'] for r in rows):>6} {extra}"
         )
     print("rates per trial (events/s):")

@@ -23,7 +23,7 @@ Rules of the pipeline:
    ``index == UNDECIDED`` for one whose path is not known yet.
 2. Whether a command is durable depends on the state (is the queue durable? does the session hold
    durable consumers?). It is decided at submission when the state it would be applied to is
-   the current one, or differs only by pending publishes and settles, which never change
+   the current one, or differs only by pending publishes, settles and gets, which never change
    another command's path. Behind any other pending command (a declare, bind, consume, ...) or
    an undecided one, a command waits undecided and is decided when it reaches the head.
 3. The head is applied when it is transient or its index is committed; nothing behind the head is
@@ -68,8 +68,11 @@ TERM_SINGLE_NODE = 1
 UNDECIDED = -1
 DONE = -2  # cluster mode: applied (or failed); the reply waits in the entry's time_ms slot
 CLUSTER_DRAIN_S = 5.0
-# Commands that never change which path a later command takes (see rule 2).
-NON_BARRIERS = frozenset((C.PUBLISH, C.SETTLE))
+# Commands that never change which path a later command takes (see rule 2): paths depend on
+# which entities exist and are durable, on bindings and consumers, and on message ids; these
+# only move messages. (A GET among them keeps a queue reader, such as a schema discoverer's,
+# from holding back the group commit of the publishes behind it.)
+NON_BARRIERS = frozenset((C.PUBLISH, C.SETTLE, C.GET))
 
 
 class SessionSink(Protocol):

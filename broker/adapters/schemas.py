@@ -14,7 +14,8 @@ small durable internal fanout exchange per object, its metadata in the argument 
 * discoverer ``<id>`` -> ``schemas-discoverer:<id>`` (source bus, state, description, tags,
   cross-account flag). While STARTED, the discoverer is fed by a transient queue
   ``schemas-discovery:<id>`` of this node (not durable, not exclusive, never logged) bound to
-  the bus exchange ``events:<bus>`` without a pattern (every event), capped at
+  the bus exchange ``events:<bus>`` without a pattern (every event, at most
+  ``DISCOVERY_SAMPLES_PER_S`` a second: a sampled binding of the core), capped at
   ``DISCOVERY_BACKLOG_MAX`` messages and ``DISCOVERY_BACKLOG_BYTES_MAX`` bytes (the oldest
   dropped: discovery samples). The binding is transient too, so it never makes a PutEvents
   logged: a publish is logged exactly when it reaches a durable target, as without a
@@ -82,15 +83,18 @@ POLICY_CHARS_MAX = 20_480
 LIST_LIMIT_MAX = 100
 DISCOVER_EVENTS_MAX = 10
 #: events taken from a discoverer's queue per read (at most one read per interval)
-DISCOVERY_BATCH = 2_000
+DISCOVERY_BATCH = 200
 #: the worker reads at most this often, so a busy bus costs a few reads a second whatever its
 #: rate (beyond ``DISCOVERY_BATCH`` per read the queue's bound drops the oldest)
-DISCOVERY_INTERVAL_S = 0.2
+DISCOVERY_INTERVAL_S = 0.5
 #: events of one (source, detail-type) inferred per read; the rest of the read is skipped
 #: unparsed, so inference costs at most this many events per type per interval
 DISCOVERY_SAMPLE_PER_TYPE = 10
+#: events a discoverer's queue receives per second at most (the core's sampled binding,
+#: ``x-sample-per-s``): a busy bus costs the node a counter per event beyond these, not a copy
+DISCOVERY_SAMPLES_PER_S = 2 * DISCOVERY_BATCH
 DISCOVERY_IDLE_WAIT_S = 5.0
-DISCOVERY_BACKLOG_MAX = 10_000
+DISCOVERY_BACKLOG_MAX = 1_000
 DISCOVERY_BACKLOG_BYTES_MAX = 32 * 1024 * 1024
 #: the feed of a discoverer: this node's memory only, bounded, the oldest dropped when full
 DISCOVERY_QUEUE_ARGS: dict[str, Any] = {
@@ -1039,7 +1043,7 @@ class SchemasAdapter(Dispatcher):
             BUS_PREFIX + meta["bus"],
             DISCOVERY_QUEUE_PREFIX + meta["id"],
             f"schemas/{meta['id']}",
-            {DISCOVERER_ARG: meta["id"]},
+            {DISCOVERER_ARG: meta["id"], "x-sample-per-s": DISCOVERY_SAMPLES_PER_S},
         )
 
     async def _attach(self, meta: dict[str, Any]) -> None:

@@ -101,6 +101,8 @@ K_DELAY = 3
 #: How deep a rules exchange may forward into further rules exchanges (an EventBridge rule
 #: targeting another bus, an SNS topic).
 RULES_DEPTH_MAX = 4
+#: sampled bindings whose window is kept (past it the windows start again: one more sample)
+SAMPLE_WINDOWS_MAX = 10_000
 
 #: Messages a FIFO GET looks at past held groups before it stops (bounds the work of one GET).
 FIFO_SCAN_MESSAGES_MAX = 10_000
@@ -206,6 +208,8 @@ class Machine:
         self._index = 0
         self._k = 0
         self._effects: list[Effect] = []
+        #: sampled rules bindings (``x-sample-per-s``): key -> [window start ms, copies]
+        self._sample_windows: dict[Any, list[int]] = {}
         self._out: dict[Consumer, list[Delivery]] = {}
         self._dirty: dict[Queue, None] = {}
         self._enq_info: tuple[Any, ...] | None = None
@@ -768,6 +772,9 @@ class Machine:
         _, _, _, source, kind, dest, rk, arguments = cmd
         if src.type == RULES:
             why = check_rule_arguments(arguments or {})
+            if why is None and durable and "x-sample-per-s" in (arguments or {}):
+                # the sampling window is state of this node only (never logged)
+                why = "x-sample-per-s is for bindings to transient destinations only"
             if why is not None:
                 return CoreError(
                     PRECONDITION_FAILED, f"PRECONDITION_FAILED - invalid rule binding: {why}"
@@ -1029,6 +1036,20 @@ class Machine:
         out.sort(key=lambda b: (not b.durable, b.order))
         return out
 
+    def _sampled(self, b: Binding, rate: int) -> bool:
+        """Whether a copy may go to sampled binding ``b`` now: at most ``rate`` per second of
+        the machine's clock (fixed one-second windows). Sampled bindings are transient, so
+        the window is state of this node, outside snapshots."""
+        window = self._sample_windows.get(b.key)
+        if window is None or self.now - window[0] >= 1000:
+            if window is None and len(self._sample_windows) >= SAMPLE_WINDOWS_MAX:
+                self._sample_windows.clear()
+            window = self._sample_windows[b.key] = [self.now, 0]
+        if window[1] >= rate:
+            return False
+        window[1] += 1
+        return True
+
     def _publish_rules(
         self,
         vh: VHost,
@@ -1044,6 +1065,9 @@ class Machine:
         n = 0
         ok = True
         for b in self._rule_matches(x, props, body, False):
+            rate = b.arguments.get("x-sample-per-s")
+            if rate is not None and not self._sampled(b, rate):
+                continue
             spec = b.arguments.get("x-transform")
             opts = None
             p2, b2 = props, body

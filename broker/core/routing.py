@@ -39,6 +39,10 @@ def rule_group(arguments: dict[str, Any]) -> tuple[str, str]:
     return str(dialect), str(scope)
 
 
+#: the highest ``x-sample-per-s`` of a rules binding (copies per second)
+SAMPLE_PER_S_MAX = 1_000_000
+
+
 def check_rule_arguments(arguments: dict[str, Any]) -> str | None:
     """Why the arguments of a rules binding are invalid, or None."""
     from broker.core.transform import TransformError, validate
@@ -57,6 +61,9 @@ def check_rule_arguments(arguments: dict[str, Any]) -> str | None:
                 compile_pattern(pattern, dialect="eventbridge")
         except PatternError as exc:
             return str(exc)
+    rate = arguments.get("x-sample-per-s")
+    if rate is not None and (type(rate) is not int or not 1 <= rate <= SAMPLE_PER_S_MAX):
+        return f"x-sample-per-s must be an integer from 1 to {SAMPLE_PER_S_MAX}"
     spec = arguments.get("x-transform")
     if spec is not None:
         if not isinstance(spec, dict):

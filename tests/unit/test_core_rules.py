@@ -208,3 +208,38 @@ def test_set_exchange_arguments() -> None:
     assert drain(h, "q") == [b"m"]
     h.err(C.cmd_set_exchange_arguments(V, "amq.topic", {}), ACCESS_REFUSED)
     h.err(C.cmd_set_exchange_arguments(V, "missing", {}), NOT_FOUND)
+
+
+def test_sampled_binding_takes_at_most_its_rate_per_second() -> None:
+    h = Harness()
+    bus(h)
+    h.queue("sample", durable=False)
+    h.queue("all")
+    rule(h, "sample", "discoverer", **{"x-sample-per-s": 3})
+    rule(h, "all", "r1/t1")
+    for i in range(5):
+        put(h, event("shop", n=i), t=10_000 + i)
+    # every event reaches the ordinary rule; the sampled one takes the first 3 of this second
+    assert len(drain(h, "all")) == 5
+    assert drain(h, "sample") == [event("shop", n=i) for i in range(3)]
+    put(h, event("shop", n=5), t=10_999)
+    assert drain(h, "sample") == []
+    put(h, event("shop", n=6), t=11_000)  # a new window
+    assert drain(h, "sample") == [event("shop", n=6)]
+
+
+def test_sampled_binding_is_refused_when_durable_or_malformed() -> None:
+    h = Harness()
+    bus(h)
+    h.queue("durable")
+    h.queue("scratch", durable=False)
+    refused = h.err(
+        C.cmd_bind(V, "bus", "durable", "k", arguments={"x-sample-per-s": 5}), PRECONDITION_FAILED
+    )
+    assert "transient destinations only" in refused.text
+    for bad in (0, -1, 1.5, "5", True, 10**7):
+        refused = h.err(
+            C.cmd_bind(V, "bus", "scratch", "k", arguments={"x-sample-per-s": bad}),
+            PRECONDITION_FAILED,
+        )
+        assert "x-sample-per-s must be an integer" in refused.text
