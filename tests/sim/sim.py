@@ -337,9 +337,14 @@ class Simulation:
                 continue
             if marker in self.client.acked and self._caught_up():
                 break
-            if not any(k[0] == leader for k in self.outstanding) and marker not in (
-                self.client.acked
-            ):
+            core = self.nodes[leader].core
+            assert core is not None
+            term = core.term
+            # Proposals this node made as leader of an earlier term may be lost for good
+            # (never committed, overwritten) without its log ever reaching their index again:
+            # only those of its current term are still on their way.
+            waiting = any(k[0] == leader and v[0] == term for k, v in self.outstanding.items())
+            if not waiting and marker not in self.client.acked:
                 marker = self._propose(leader)  # the first try was lost with a leader change
         self._final_check()
         return {"steps": self.steps, "time": self.now, **self.stats, **self.client.stats()}
