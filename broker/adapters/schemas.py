@@ -83,7 +83,7 @@ POLICY_CHARS_MAX = 20_480
 LIST_LIMIT_MAX = 100
 DISCOVER_EVENTS_MAX = 10
 #: events taken from a discoverer's queue per read (at most one read per interval)
-DISCOVERY_BATCH = 200
+DISCOVERY_BATCH = 50
 #: the worker reads at most this often, so a busy bus costs a few reads a second whatever its
 #: rate (beyond ``DISCOVERY_BATCH`` per read the queue's bound drops the oldest)
 DISCOVERY_INTERVAL_S = 0.5
