@@ -1169,6 +1169,8 @@ class MQTTConnection:
         return {
             "peer": fmt_peer(self.peer),
             "client_id": self.client_id,
+            "user": self.user,
+            "vhost": self.vhost,
             "version": self.version,
             "subscriptions": len(self.subscriptions),
             "inflight": len(self.inflight),

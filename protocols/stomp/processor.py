@@ -728,6 +728,8 @@ class StompConnection:
     def statistics(self) -> dict[str, Any]:
         return {
             "peer": fmt_peer(self.peer),
+            "user": self.user,
+            "vhost": self.vhost,
             "version": self.version,
             "subscriptions": len(self.subscriptions),
         }

@@ -181,7 +181,9 @@ def test_connections_of_every_protocol(broker: PolymqProcess, amqp: Any) -> None
         assert amqp_rows[0]["port"] == broker.amqp_port
         (mqtt_row,) = [r for r in by_protocol["mqtt"] if r["peer_port"] == mqtt_port]
         assert mqtt_row["client_id"] == mqtt.client_id and mqtt_row["channels"] == 1
+        assert (mqtt_row["user"], mqtt_row["vhost"]) == ("guest", "/")
         assert by_protocol["stomp"][0]["port"] == broker.stomp_port
+        assert (by_protocol["stomp"][0]["user"], by_protocol["stomp"][0]["vhost"]) == ("guest", "/")
         (aws_row,) = [r for r in by_protocol["http"] if r["peer_port"] == aws_port]
         assert aws_row["port"] == broker.http_port
 
